@@ -1,0 +1,5 @@
+"""PyTorch Guide: the code of every chapter, one module per chapter, cut into named sections.
+
+Pages include sections with pymdownx.snippets (``--8<-- "snippets/<chapter>.py:<section>"``), the build runs
+them with markdown-exec, and ``tests/test_<chapter>.py`` asserts what the page claims.
+"""

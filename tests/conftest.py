@@ -1,0 +1,31 @@
+"""Shared fixtures: the site is built once per test session, strictly, into a temporary folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+SNIPPETS = ROOT / "snippets"
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """Build the whole site with ``mkdocs build --strict``; return the folder holding the HTML."""
+    site = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert result.returncode == 0, f"strict build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+    return site
+
+
+def page_html(site: Path, page: str) -> str:
+    """The built HTML of docs/<page>.md."""
+    path = site / "index.html" if page == "index" else site / page / "index.html"
+    return path.read_text(encoding="utf-8")

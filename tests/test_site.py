@@ -1,0 +1,119 @@
+"""The site as a whole: strict build, the single-source rule for code, chapter structure."""
+
+import re
+
+import yaml
+
+from conftest import DOCS, ROOT, SNIPPETS, page_html
+
+FENCE = re.compile(r"^(?P<indent> *)(?P<ticks>`{3,}|~{3,})(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=ticks) *$",
+                   re.M | re.S)
+INCLUDE = re.compile(r'^\s*--8<--\s+"(?P<file>[^":]+)(?::(?P<section>[\w-]+))?"\s*$')
+SECTION_START = re.compile(r"#\s*--8<--\s*\[start:(?P<name>[\w-]+)\]")
+SKIP_MARK = re.compile(r"<!--\s*pytest\.mark\.skip(if)?\(.*reason=.+\)\s*-->\s*$")
+MARKDOWN_FILES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
+
+# Pages that teach (not the home page, resources or the contributor guide): they share one structure.
+CHAPTERS = ["deep_learning", "neurons", "install", "tensors", "autograd", "networks", "training", "mnist", "gpu",
+            "pytorch_vs_tensorflow"]
+
+
+def fences(path):
+    text = path.read_text(encoding="utf-8")
+    for match in FENCE.finditer(text):
+        before = text[: match.start()].rstrip("\n").splitlines()
+        yield match["info"].strip(), match["body"], before[-1] if before else "", text.count("\n", 0, match.start()) + 1
+
+
+def includes_of(body):
+    lines = [line for line in body.splitlines() if line.strip()]
+    return [INCLUDE.match(line) for line in lines]
+
+
+def test_site_builds_strictly(built_site):
+    assert (built_site / "index.html").exists()
+    for page in CHAPTERS:
+        assert "Traceback (most recent call last)" not in page_html(built_site, page), page
+
+
+def test_every_python_fence_is_an_included_section_or_checked_by_codeblocks():
+    problems = []
+    for path in MARKDOWN_FILES:
+        for info, body, line_before, lineno in fences(path):
+            lang = info.split()[0] if info else ""
+            if lang not in {"python", "py", "pycon", "python3"}:
+                continue
+            where = f"{path.relative_to(ROOT)}:{lineno}"
+            only_includes = bool(body.strip()) and all(includes_of(body))
+            if info == "python":
+                if only_includes and not SKIP_MARK.search(line_before):
+                    problems.append(f"{where}: an include in a plain python fence needs a skip marker with a reason")
+                if not only_includes and "--8<--" in body:
+                    problems.append(f"{where}: mixes an include with code")
+            elif 'exec="on"' in info:
+                if not only_includes:
+                    problems.append(f"{where}: an executed fence must contain only --8<-- includes of snippet sections")
+            else:
+                problems.append(f"{where}: fence '{info}' is neither executed from snippets nor checked by codeblocks")
+    assert not problems, "\n".join(problems)
+
+
+def defined_sections():
+    found = set()
+    for module in SNIPPETS.glob("*.py"):
+        for name in SECTION_START.findall(module.read_text(encoding="utf-8")):
+            found.add((f"snippets/{module.name}", name))
+    return found
+
+
+def included_sections():
+    found = set()
+    for path in MARKDOWN_FILES:
+        for _info, body, _before, _line in fences(path):
+            for match in filter(None, includes_of(body)):
+                found.add((match["file"], match["section"]))
+    return found
+
+
+def test_every_snippet_section_is_shown_on_a_page():
+    unused = defined_sections() - included_sections()
+    assert not unused, f"sections no page includes (dead code or a forgotten include): {sorted(unused)}"
+
+
+def test_every_included_section_exists():
+    missing = included_sections() - defined_sections() - {(f, None) for f, _ in included_sections()}
+    assert not missing, sorted(missing)
+
+
+def test_each_chapter_has_a_snippet_module_a_test_and_the_chapter_structure():
+    for page in CHAPTERS:
+        text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
+        assert (SNIPPETS / f"{page}.py").exists(), f"snippets/{page}.py is missing"
+        assert (ROOT / "tests" / f"test_{page}.py").exists(), f"tests/test_{page}.py is missing"
+        assert re.search(r"^## What you will learn", text, re.M), f"{page}: no 'What you will learn' section"
+        assert re.search(r"^## Exercises", text, re.M), f"{page}: no 'Exercises' section"
+        assert '??? success "Solution' in text or '??? success "Answer' in text, f"{page}: exercises need solutions"
+
+
+def test_every_page_is_in_the_navigation():
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+
+    def walk(entries):
+        for entry in entries:
+            for value in entry.values():
+                yield from walk(value) if isinstance(value, list) else [value]
+
+    in_nav = set(walk(config["nav"]))
+    on_disk = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert on_disk == in_nav, f"not in nav: {on_disk - in_nav}; in nav but missing: {in_nav - on_disk}"
+
+
+def test_no_third_party_requests_in_built_pages(built_site):
+    offenders = []
+    for html in built_site.rglob("*.html"):
+        text = html.read_text(encoding="utf-8")
+        for tag in re.findall(r"<(?:script|link|img|iframe|source|video|audio)\b[^>]*>", text):
+            url = re.search(r'(?:src|href)="(https?://[^"]+)"', tag)
+            if url and not re.search(r'rel="(canonical|alternate)"', tag):
+                offenders.append(f"{html.relative_to(built_site)}: {url[1]}")
+    assert not offenders, "\n".join(offenders[:20])
