@@ -4,8 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export NO_MKDOCS_2_WARNING := 1
 export MPLBACKEND := Agg
+# Builds and tests run tiny models: one thread is faster than two fighting, and gives the same numbers on any machine.
+# (Benchmarks do not go through these targets; they use every core.)
+SITE_ENV := OMP_NUM_THREADS=1
+# Shell blocks in the Markdown (run by pytest-codeblocks) call `python`: the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install serve test build clean
+.PHONY: install serve test build clean notebooks browser-deps
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +20,27 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 install: $(VENV)/.installed
 
 serve: install  ## the site at http://127.0.0.1:8000, rebuilt on every change
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	$(SITE_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-test: install  ## every check: unit tests, strict site build, Markdown code blocks
-	$(BIN)/python -m pytest --codeblocks tests README.md CONTRIBUTING.md docs
+test: install browser-deps  ## every check: unit tests, strict site build, Markdown code blocks, the site in Chromium
+	$(SITE_ENV) $(BIN)/python -m pytest --codeblocks tests README.md CONTRIBUTING.md docs
+
+# tests/test_browser.py drives Debian's Chromium (axe-core it installs itself with npm, into build/node/). Installed
+# here when missing and we are root (CI); elsewhere those tests skip with the command to run.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "no chromium and not root: tests/test_browser.py will skip (apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
 
 build: install  ## the static site into site/
-	$(BIN)/mkdocs build --strict
+	$(SITE_ENV) $(BIN)/mkdocs build --strict
+
+notebooks: install  ## regenerate notebooks/ (one per chapter, for Colab) from the pages; commit the result
+	$(BIN)/python -m snippets.notebooks --out notebooks
 
 clean:
 	rm -rf site .cache

@@ -1,0 +1,213 @@
+"""The Autograd chapter: gradients against hand-derived values, gradcheck, and the claims of docs/autograd.md."""
+
+import contextlib
+import io
+import math
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from conftest import SNIPPETS, page_html  # noqa: E402
+
+MODULE = SNIPPETS / "autograd.py"
+SECTION = re.compile(r"^# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)^# --8<-- \[end:(?P=name)\]", re.M | re.S)
+SECTIONS = {m["name"]: m["code"] for m in SECTION.finditer(MODULE.read_text(encoding="utf-8"))}
+# Sections that continue an earlier one on the page (they use its names); every other section stands alone.
+NEEDS = {"graph": ["first_gradient"], "gradcheck": ["custom_function"],
+         "rebind_pitfall": ["descent_step"], "descent_loop": ["descent_step"]}
+
+
+def run(name):
+    """Run a section after the sections it continues, in a fresh namespace; return (names, its stdout)."""
+    namespace = {"__name__": "__section__"}
+    for earlier in NEEDS.get(name, []):
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(SECTIONS[earlier], f"snippets/autograd.py:{earlier}", "exec"), namespace)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(SECTIONS[name], f"snippets/autograd.py:{name}", "exec"), namespace)
+    return namespace, out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_the_module_imports_and_runs_every_section():
+    import snippets.autograd  # noqa: F401  (runs every section in page order)
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_every_section_runs_in_a_fresh_session(name):
+    run(name)
+
+
+def test_first_gradient_matches_the_hand_derived_derivative():
+    ns, out = run("first_gradient")
+    x = 2.0
+    assert ns["y"].item() == x**2 + 3 * x
+    assert ns["x"].grad.item() == 2 * x + 3  # dy/dx = 2x + 3
+    assert out.splitlines() == ["tensor(10., grad_fn=<AddBackward0>)", "tensor(7.)"]
+
+
+def test_the_graph_is_add_of_pow_and_mul_ending_in_accumulate_grad():
+    ns, out = run("graph")
+    assert out.splitlines() == [
+        "AddBackward0", "['PowBackward0', 'MulBackward0']",
+        "AddBackward0", "    PowBackward0", "        AccumulateGrad", "    MulBackward0", "        AccumulateGrad",
+        "None True",
+    ]
+
+
+def test_gradient_of_a_sum_is_the_elementwise_derivative():
+    ns, _ = run("many_inputs")
+    xs = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert ns["x"].grad.tolist() == [2 * x + 3 for x in xs]
+
+
+def test_gradients_accumulate_across_backward_calls_until_reset():
+    _, out = run("accumulation")
+    values = [float(line.rsplit("=", 1)[1]) for line in out.splitlines()]
+    assert values == [7.0, 14.0, 7.0]
+
+
+def test_micro_batch_gradients_add_up_to_the_full_batch_gradient():
+    ns, out = run("micro_batches")
+    inputs, targets = ns["inputs"], ns["targets"]
+    by_hand = -2 * inputs.T @ targets / len(targets)  # d/dw mean((Xw - t)²) = 2 Xᵀ(Xw - t) / N, at w = 0
+    assert torch.allclose(ns["full_batch_grad"], by_hand, atol=1e-6)
+    assert torch.allclose(ns["w"].grad, by_hand, atol=1e-6)
+    assert out.splitlines()[-1] == "True"
+
+
+def test_backward_on_a_non_scalar_needs_a_gradient_argument():
+    ns, out = run("non_scalar")
+    lines = out.splitlines()
+    assert lines[0] == "RuntimeError: grad can be implicitly created only for scalar outputs"
+    assert lines[1] == "tensor([2., 4., 6.])"  # 2x with v = ones
+    assert ns["x"].grad.tolist() == [0.0, 4.0, 0.0]  # only y[1] = x[1]² counted: 2 · 2
+
+
+def test_no_grad_inference_mode_and_detach():
+    ns, out = run("no_grad")
+    lines = out.splitlines()
+    assert lines[0] == "False None"
+    assert lines[1] == "False True"
+    assert lines[2] == "RuntimeError: Inference tensors cannot be saved for backward"
+    assert not ns["d"].requires_grad and ns["d"].data_ptr() == ns["w"].data_ptr()
+
+
+def test_leaf_gradients_and_retain_grad():
+    ns, out = run("leaf")
+    x = 3.0  # out = (2x)², d(out)/dh = 2h, d(out)/dx = 8x
+    assert ns["h"].grad.item() == 2 * (2 * x)
+    assert ns["x"].grad.item() == 8 * x
+    assert out.splitlines()[0] == "True False False"
+
+
+def test_in_place_errors_at_once_on_a_leaf_and_at_backward_on_a_saved_value():
+    ns, out = run("inplace")
+    lines = out.splitlines()
+    assert lines[0] == "RuntimeError: a leaf Variable that requires grad is being used in an in-place operation."
+    assert ns["w"].tolist() == [2.0, 3.0]  # the no_grad update happened, once
+    assert lines[2].startswith("RuntimeError: one of the variables needed for gradient computation has been modified")
+
+
+def test_stable_softplus_values_and_gradient():
+    ns, out = run("custom_function")
+    y, x = ns["y"].detach(), ns["x"]
+    assert out.splitlines()[0] == "tensor([0.0000, 0.6931,    inf])"  # the naive formula overflows
+    # log(1 + e⁻¹⁰⁰) ≈ e⁻¹⁰⁰ = 3.7e-44: a float32 subnormal, spaced 1.4e-45 apart, so only roughly right
+    assert 0 < y[0].item() == pytest.approx(math.exp(-100), rel=0.1, abs=0)
+    assert y[1].item() == pytest.approx(math.log(2))
+    assert y[2].item() == 100.0
+    assert torch.allclose(x.grad, torch.sigmoid(x.detach()))
+    grid = torch.linspace(-30, 30, 601)
+    assert torch.allclose(ns["softplus"](grid), torch.nn.functional.softplus(grid), atol=1e-6)
+
+
+def test_gradcheck_passes_for_softplus_and_catches_the_wrong_backward():
+    ns, out = run("gradcheck")
+    assert out.splitlines() == ["True", "False"]
+    x = torch.linspace(-40, 40, 33, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ns["softplus"], (x,))
+    assert not torch.autograd.gradcheck(ns["WrongSoftplus"].apply, (x,), raise_exception=False)
+
+
+def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradients():
+    ns, out = run("descent_step")
+    inputs, targets, w, b = ns["inputs"], ns["targets"], ns["w"], ns["b"]
+    # At w = b = 0: dL/dw = -2 mean(x·t), dL/db = -2 mean(t); w.grad and b.grad still hold them.
+    assert w.grad.item() == pytest.approx((-2 * (inputs * targets).mean()).item(), rel=1e-5)
+    assert b.grad.item() == pytest.approx((-2 * targets.mean()).item(), rel=1e-5)
+    assert w.item() == pytest.approx(-0.5 * w.grad.item()) and w.requires_grad and w.is_leaf
+    before = float(re.search(r"loss before: ([\d.]+)", out)[1])
+    after = float(re.search(r"loss after:  ([\d.]+)", out)[1])
+    assert after < before
+    assert ns["mse_loss"](w, b).item() < ns["loss"].item()
+
+
+def test_rebinding_under_no_grad_loses_requires_grad():
+    _, out = run("rebind_pitfall")
+    assert out.splitlines() == ["False", "True True"]
+
+
+def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it():
+    ns, out = run("descent_loop")
+    losses = ns["losses"]
+    assert all(later <= earlier + 1e-8 for earlier, later in zip(losses, losses[1:]))  # up to float32 rounding
+    assert losses[-1] < 0.01 < losses[0]
+    assert ns["w"].item() == pytest.approx(ns["best"][0].item(), abs=1e-3)
+    assert ns["b"].item() == pytest.approx(ns["best"][1].item(), abs=1e-3)
+    assert ns["w"].item() == pytest.approx(2.0, abs=0.2) and ns["b"].item() == pytest.approx(-1.0, abs=0.1)
+    ax = ns["ax"]
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and len(ax.lines[0].get_ydata()) == 25
+
+
+def test_exercise_sigmoid_derivative():
+    ns, out = run("exercise_sigmoid")
+    x = ns["x"].detach()
+    s = 1 / (1 + torch.exp(-x))
+    assert torch.allclose(ns["x"].grad, s * (1 - s), atol=1e-7)
+    assert out.splitlines() == ["True", "largest slope: 0.2500 at x = 0.0", "slope at x = 6: 0.0025"]
+
+
+def test_exercise_straight_through_rounding():
+    ns, out = run("exercise_straight_through")
+    assert ns["y"].tolist() == [0.0, 2.0, -1.0]
+    assert ns["x"].grad.tolist() == [1.0, 1.0, 1.0]
+    assert out.splitlines()[0] == "tensor([0., 0., 0.])"  # torch.round's gradient
+    assert out.splitlines()[-1] == "False"  # gradcheck rejects it: not the true derivative
+
+
+def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives():
+    ns, out = run("exercise_newton")
+    assert ns["x"].item() == pytest.approx(math.sqrt(1.5), abs=1e-6)
+    first = out.splitlines()[0]  # at x = 2: f' = 4x³ - 6x = 20, f'' = 12x² - 6 = 42
+    assert "f'(x) = 20.00000" in first and "f''(x) = 42.0000" in first
+    x = torch.tensor(0.7, requires_grad=True)
+    (slope,) = torch.autograd.grad(ns["f"](x), x, create_graph=True)
+    (curvature,) = torch.autograd.grad(slope, x)
+    assert slope.item() == pytest.approx(4 * 0.7**3 - 6 * 0.7, abs=1e-5)  # f'(x) = 4x³ - 6x
+    assert curvature.item() == pytest.approx(12 * 0.7**2 - 6, abs=1e-5)  # f''(x) = 12x² - 6
+
+
+def test_exercise_quadratic_fit_reaches_least_squares():
+    ns, _ = run("exercise_quadratic")
+    assert torch.allclose(ns["params"].detach(), ns["exact"], atol=1e-3)
+    assert torch.allclose(ns["exact"], torch.tensor([0.5, -1.0, 2.0]), atol=0.1)
+
+
+def test_page_renders_the_figure_and_exercise_solutions_inside_collapsibles(built_site):
+    html = page_html(built_site, "autograd")
+    assert '<svg role="img" aria-label="Figure: Gradient descent by hand' in html
+    solutions = re.findall(r'<details class="success">(.*?)</details>', html, re.S)
+    assert len(solutions) == 4
+    assert "largest slope: 0.2500" in solutions[0] and "least squares:" in solutions[3]

@@ -1,0 +1,45 @@
+"""docs/index.md: the path links every chapter, and the versions shown are read from the build's environment."""
+
+import contextlib
+import datetime
+import io
+import platform
+import re
+import runpy
+
+import torch
+import torchvision
+
+from conftest import DOCS, SNIPPETS, page_html
+from test_site import CHAPTERS
+
+PAGE = (DOCS / "index.md").read_text(encoding="utf-8")
+
+
+def test_the_path_links_every_chapter_in_order():
+    linked = re.findall(r"^- \[[^\]]+\]\((\w+)\.md\)", PAGE, re.M)
+    assert linked == CHAPTERS + ["resources"]
+
+
+def test_versions_section_prints_this_environment():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        runpy.run_path(str(SNIPPETS / "index.py"))
+    printed = out.getvalue()
+    assert f"torch        {torch.__version__}\n" in printed
+    assert f"torchvision  {torchvision.__version__}\n" in printed
+    assert f"Python       {platform.python_version()}\n" in printed
+    assert re.search(r"built on     \d{4}-\d{2}-\d{2} \(UTC\)", printed)
+
+
+def test_versions_are_not_typed_into_the_page():
+    assert torch.__version__ not in PAGE
+    assert torchvision.__version__.split("+")[0] not in PAGE
+
+
+def test_the_built_home_page_shows_the_versions_it_was_built_with(built_site):
+    html = page_html(built_site, "index")
+    assert torch.__version__ in html and torchvision.__version__ in html
+    today = datetime.datetime.now(datetime.timezone.utc)
+    yesterday = today - datetime.timedelta(days=1)  # a build that ran across midnight
+    assert f"{today:%Y-%m-%d}" in html or f"{yesterday:%Y-%m-%d}" in html

@@ -1,0 +1,87 @@
+"""docs/install.md: the verify snippet, the current_accelerator() trap, and the page's shell blocks."""
+
+import contextlib
+import io
+import re
+import runpy
+
+import pytest
+import torch
+
+from conftest import DOCS, SNIPPETS
+
+PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def run():
+    """The module's namespace after running it, and everything it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace = runpy.run_path(str(SNIPPETS / "install.py"))
+    return namespace, out.getvalue()
+
+
+def test_verify_prints_the_installed_versions(run):
+    namespace, printed = run
+    assert f"torch:               {torch.__version__}\n" in printed
+    assert f"built with CUDA:     {torch.version.cuda}\n" in printed
+
+
+def test_verify_falls_back_to_the_cpu_exactly_when_no_accelerator_is_usable(run):
+    namespace, printed = run
+    if torch.accelerator.is_available():
+        assert namespace["device"] == torch.accelerator.current_accelerator()
+    else:
+        assert namespace["accelerator"] is None
+        assert namespace["device"] == torch.device("cpu")
+    assert namespace["check"].tolist() == [[3.0, 3.0], [3.0, 3.0]]
+    assert namespace["check"].device.type == namespace["device"].type
+
+
+def test_check_available_agrees_with_is_available(run):
+    namespace, _ = run
+    assert (namespace["usable"] is not None) == torch.accelerator.is_available()
+    if namespace["usable"] is not None:
+        assert namespace["usable"] == namespace["compiled_for"]
+
+
+@pytest.mark.skipif(torch.version.cuda is None or torch.accelerator.is_available(),
+                    reason="the trap shows only with a CUDA build on a machine without a usable GPU")
+def test_the_trap_current_accelerator_says_cuda_without_a_gpu(run):
+    namespace, printed = run
+    assert namespace["compiled_for"] == torch.device("cuda")
+    assert namespace["usable"] is None
+    assert "raises:\n  RuntimeError: Found no NVIDIA driver on your system\n" in printed
+
+
+def test_pick_device_solution_puts_the_model_on_the_picked_device(run):
+    namespace, _ = run
+    picked = namespace["pick_device"]()
+    expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
+    assert picked == expected
+    assert next(namespace["model"].parameters()).device.type == picked.type
+
+
+def shell_blocks():
+    """(line before, code) of every bash fence on the page, tabs included."""
+    pattern = re.compile(r"(?P<before>[^\n]*)\n *```bash\n(?P<code>.*?)\n *```", re.S)
+    return [(m["before"].strip(), m["code"]) for m in pattern.finditer(PAGE)]
+
+
+def test_every_install_command_is_skipped_with_a_reason_and_the_version_check_runs():
+    blocks = shell_blocks()
+    assert len(blocks) >= 4
+    for before, code in blocks:
+        installs = re.search(r"\b(pip|conda) (install|create)\b", code)
+        skipped = re.fullmatch(r'<!--pytest\.mark\.skip\(reason=".{10,}"\)-->', before)
+        assert bool(installs) == bool(skipped), code
+    assert any("import torch; print(torch.__version__)" in code and not before.startswith("<!--")
+               for before, code in blocks)
+
+
+def test_conda_instructions_use_conda_forge_not_the_retired_pytorch_channel():
+    conda_commands = [code for _, code in shell_blocks() if "conda " in code]
+    assert conda_commands and all("-c conda-forge" in code for code in conda_commands)
+    assert not any("-c pytorch" in code for code in conda_commands)
+    assert '=== "pip"' in PAGE and '=== "conda"' in PAGE

@@ -1,0 +1,217 @@
+"""docs/training.md: losses, the training step, optimizers, splits, overfitting and metrics, as the page claims."""
+
+import inspect
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+
+# The chapter's runs are tiny: one thread is fastest for them and is not slowed down when other processes compete
+# for the cores (two OpenMP threads on a busy 2-core machine can be ten times slower). Restored after the import.
+_threads = torch.get_num_threads()
+torch.set_num_threads(1)
+try:
+    import snippets.training as m
+finally:
+    torch.set_num_threads(_threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+# --- losses -------------------------------------------------------------------------------------------------------
+
+def test_hand_cross_entropy_equals_nn_cross_entropy():
+    torch.testing.assert_close(m.ce_by_hand, m.ce)
+    # and both equal the definition, sample by sample, in plain Python
+    expected = 0.0
+    for row, label in zip(m.logits.tolist(), m.labels.tolist()):
+        expected -= math.log(math.exp(row[label]) / sum(math.exp(v) for v in row))
+    assert m.ce.item() == pytest.approx(expected / len(m.labels), rel=1e-6)
+
+
+def test_hand_mse_equals_nn_mse():
+    torch.testing.assert_close(m.mse_by_hand, m.mse)
+    assert m.mse.item() == pytest.approx((0.5**2 + 0.5**2 + 0 + 1**2) / 4)
+
+
+def test_softmax_before_cross_entropy_is_wrong_and_bounded_below():
+    wrong = nn.CrossEntropyLoss()(m.probs, m.labels)
+    assert not torch.isclose(wrong, m.ce)
+    # a perfect, certain probability vector still costs log(1 + 2/e) ≈ 0.5514 (the page's "cannot get under 0.55")
+    perfect = nn.CrossEntropyLoss()(m.perfect, m.labels[:1]).item()
+    assert perfect == pytest.approx(math.log(1 + 2 / math.e), rel=1e-6)
+    assert 0.55 < perfect < 0.56
+    certain = torch.eye(3)  # every certain one-hot prediction, each scored against its own class
+    assert nn.CrossEntropyLoss()(certain, torch.arange(3)).item() == pytest.approx(perfect, rel=1e-6)
+
+
+# --- the training step ----------------------------------------------------------------------------------------------
+
+def test_zero_grad_sets_gradients_to_none_by_default():
+    assert inspect.signature(torch.optim.Optimizer.zero_grad).parameters["set_to_none"].default is True
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.ones(1, 1)).sum().backward()
+    assert model.weight.grad is not None
+    optimizer.zero_grad()
+    assert model.weight.grad is None and model.bias.grad is None
+
+
+def test_train_step_updates_and_evaluate_does_not():
+    torch.manual_seed(0)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    loss = m.train_step(model, nn.MSELoss(), optimizer, m.x_line, m.y_line)
+    assert isinstance(loss, float) and model.training
+    assert not torch.equal(model.weight, before)
+    after_step = model.weight.detach().clone()
+    value = m.evaluate(model, nn.MSELoss(), m.x_line, m.y_line)
+    assert not model.training and torch.equal(model.weight, after_step)
+    assert value < loss  # the step moved downhill
+    # train_step clears old gradients: after a second step, .grad is that step's gradient alone
+    expected = torch.autograd.grad(nn.MSELoss()(model(m.x_line), m.y_line), model.weight)[0]
+    m.train_step(model, nn.MSELoss(), optimizer, m.x_line, m.y_line)
+    torch.testing.assert_close(model.weight.grad, expected)
+
+
+def test_the_loop_recovers_the_line():
+    assert m.line.weight.item() == pytest.approx(3.0, abs=0.05)
+    assert m.line.bias.item() == pytest.approx(2.0, abs=0.05)
+
+
+# --- optimizers -----------------------------------------------------------------------------------------------------
+
+def first_below(curve, threshold=0.02):
+    return next((i for i, loss in enumerate(curve) if loss < threshold), None)
+
+
+def test_every_optimizer_lowers_the_loss_from_the_same_start():
+    starts = {curve[0] for curve in m.curves.values()}
+    assert len(starts) == 1  # same initial weights
+    for name, curve in m.curves.items():
+        assert curve[-1] < 0.1 * curve[0], name
+
+
+def test_comparison_stated_on_the_page():
+    sgd, momentum, adam = (m.curves[k] for k in ("SGD", "SGD + momentum", "Adam"))
+    # plain SGD is the slowest: highest final loss, and about six times as many steps to get below 0.02
+    assert sgd[-1] > max(momentum[-1], adam[-1])
+    assert first_below(sgd) >= 5 * max(first_below(momentum), first_below(adam))
+    assert first_below(sgd) <= 8 * min(first_below(momentum), first_below(adam))
+    # the other two reach the noise floor 0.01
+    noise_variance = (m.y_wave - torch.sin(2 * m.x_wave)).var().item()
+    assert noise_variance == pytest.approx(0.01, rel=0.2)
+    assert momentum[-1] < 0.012 and adam[-1] < 0.012
+
+
+def test_optimizer_figure_is_log_scale():
+    ax = m.ax  # the optimizer figure's axes (the page's next figure uses other names)
+    assert ax.get_title() == "One problem, three optimizers" and ax.get_yscale() == "log"
+
+
+# --- splits -------------------------------------------------------------------------------------------------------
+
+def test_split_sizes_disjoint_complete_and_reproducible():
+    assert (len(m.train_set), len(m.val_set), len(m.test_set)) == (800, 100, 100)
+    assert not (m.train_idx & m.val_idx) and not (m.train_idx & m.test_idx) and not (m.val_idx & m.test_idx)
+    assert m.train_idx | m.val_idx | m.test_idx == set(range(1000))
+    assert m.again[0].indices == m.train_set.indices
+    other = torch.utils.data.random_split(m.dataset, [0.8, 0.1, 0.1], generator=torch.Generator().manual_seed(1))
+    assert other[0].indices != m.train_set.indices  # the seed, not luck, fixes the split
+
+
+# --- overfitting --------------------------------------------------------------------------------------------------
+
+def test_unregularised_run_overfits():
+    plain = m.plain
+    assert 1_000 < sum(p.numel() for p in plain["model"].parameters()) < 10_000  # "a few thousand"
+    assert plain["best_val"] == min(plain["val"])
+    assert plain["val"][-1] > plain["best_val"] * 1.2  # validation loss rose after its best point
+    assert plain["train"][-1] < plain["train"][plain["best_step"]]  # while the training loss kept falling
+    assert plain["train"][-1] < 0.09 < plain["val"][-1]  # fits the noise: below the noise variance 0.3² on train
+    assert plain["best_step"] < 200  # "early in training"
+
+
+def test_remedies_lower_the_validation_loss():
+    assert m.decayed["val"][-1] < m.plain["val"][-1]
+    assert m.decayed["train"][-1] > m.plain["train"][-1]  # fits the training points less closely
+    restored = m.evaluate(m.stopped, nn.MSELoss(), m.x_val, m.y_val)
+    assert restored == pytest.approx(m.plain["best_val"])
+    assert restored < m.plain["val"][-1]
+
+
+def test_adamw_decays_by_default():
+    assert inspect.signature(torch.optim.AdamW).parameters["weight_decay"].default == 0.01
+
+
+def test_overfit_figure_panels():
+    assert [ax.get_title() for ax in m.fig.axes] == ["Train vs validation loss", "What each model learned"]
+
+
+# --- accuracy is not the objective --------------------------------------------------------------------------------
+
+def test_always_yes_is_99_percent_accurate_and_useless():
+    assert m.hair_test.mean().item() == pytest.approx(0.99)
+    accuracy, precision, recall, f1 = m.report("check", m.always_yes, m.hair_test)
+    assert accuracy == pytest.approx(0.99)
+    assert (precision, recall, f1) == (0.0, 0.0, 0.0)
+
+
+def test_report_matches_an_independent_count():
+    predicted = torch.tensor([0.0, 0, 1, 1, 0, 1])
+    truth = torch.tensor([0.0, 1, 0, 1, 0, 1])
+    accuracy, precision, recall, f1 = m.report("check", predicted, truth)
+    assert accuracy == pytest.approx(4 / 6)
+    assert precision == pytest.approx(2 / 3) and recall == pytest.approx(2 / 3) and f1 == pytest.approx(2 / 3)
+
+
+def test_loss_separates_the_constant_predictor_from_the_trained_one():
+    constant = nn.BCEWithLogitsLoss()(m.constant_logit, m.hair_test).item()
+    assert constant == pytest.approx(-(0.99 * math.log(0.99) + 0.01 * math.log(0.01)), rel=1e-4)
+    trained = nn.BCEWithLogitsLoss()(m.test_logits, m.hair_test).item()
+    assert trained < 0.5 * constant
+    accuracy, precision, recall, f1 = m.learned
+    assert 0 < accuracy - 0.99 < 0.01  # accuracy barely moves: less than one percentage point
+    assert recall >= 0.8 and f1 > 0.8  # but the bald are now found
+
+
+def test_accuracy_has_no_gradient_and_loss_has_one():
+    assert not m.accuracy.requires_grad
+    assert nn.BCEWithLogitsLoss()(m.scores, m.hair_test).requires_grad
+
+
+# --- exercises ----------------------------------------------------------------------------------------------------
+
+def test_gradients_accumulate_without_zeroing():
+    w = torch.tensor(2.0, requires_grad=True)
+    for _ in range(3):
+        (w * 3).backward()
+    assert w.grad.item() == 9.0
+    assert m.w.grad.item() == 3.0  # after zeroing, one backward
+
+
+def test_bce_by_hand_and_naive_overflow():
+    torch.testing.assert_close(m.by_hand, nn.BCEWithLogitsLoss(reduction="none")(m.z, m.t))
+    assert m.by_hand[3].item() == pytest.approx(100.0)
+    assert torch.isinf(m.naive[3]) and torch.allclose(m.naive[:3], m.by_hand[:3])
+
+
+def test_patience_rule():
+    assert m.stopping_step([3, 2, 1, 2, 2, 2], patience=2) == (4, 2)
+    assert m.stopping_step([3, 2, 1], patience=5) == (2, 2)
+    stop_10, best_10 = m.stopping_step(m.plain["val"], 10)
+    stop_50, best_50 = m.stopping_step(m.plain["val"], 50)
+    assert best_50 == m.plain["best_step"] and stop_50 == best_50 + 50
+    assert best_10 != m.plain["best_step"] and m.plain["val"][best_10] > m.plain["best_val"]  # stopped too soon
+
+
+def test_learning_rate_sweep():
+    assert m.final_loss[0.005] > 10 * m.final_loss[0.05]  # too small: barely moves
+    assert math.isnan(m.final_loss[0.5])  # too large: diverges
