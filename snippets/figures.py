@@ -4,6 +4,7 @@ A chapter section draws a figure with matplotlib as a reader would; the page the
 (hidden) in the same markdown-exec session, which prints every open figure as inline SVG and closes them.
 """
 
+import hashlib
 import html
 import io
 import re
@@ -35,6 +36,13 @@ def alt_text(fig):
     return "Figure: " + "; ".join(parts)
 
 
+def _prefix_ids(svg, prefix):
+    """Make matplotlib's ids (figure_1, axes_1, clip paths) unique within a page that holds several figures."""
+    svg = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", svg)
+    return re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{prefix}-\1"', svg)
+
+
 def to_svg(fig):
     """Return the figure as an inline SVG string whose black ink follows the page's text colour."""
     buf = io.StringIO()
@@ -42,6 +50,7 @@ def to_svg(fig):
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # drop the XML prolog and doctype: it is inlined in HTML
     svg = _BLACKS.sub("currentColor", svg)
+    svg = _prefix_ids(svg, "fig-" + hashlib.sha1(svg.encode()).hexdigest()[:8])
     label = html.escape(alt_text(fig), quote=True)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{label}" class="guide-figure" ', 1)
     return f'<figure class="guide-figure">{svg}</figure>'

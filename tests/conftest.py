@@ -10,6 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SNIPPETS = ROOT / "snippets"
+BROWSER_REPORT: list[str] = []  # lines tests/test_browser.py prints at the end of the run (page weights, links ...)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if BROWSER_REPORT:
+        terminalreporter.section("browser report (build/browser-report/)")
+        for line in BROWSER_REPORT:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

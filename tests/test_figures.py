@@ -45,3 +45,20 @@ def test_render_prints_every_open_figure_and_closes_them():
     assert html.count("<figure") == 2 and plt.get_fignums() == []
     with pytest.raises(RuntimeError, match="no figure is open"):
         open_figures_as_svg()
+
+
+def test_two_figures_on_one_page_share_no_id():
+    import re
+
+    svgs = []
+    for title in ("first", "second"):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        ax.set_title(title)
+        svgs.append(to_svg(fig))
+    plt.close("all")
+    ids = [set(re.findall(r'\bid="([^"]+)"', svg)) for svg in svgs]
+    assert ids[0] and not ids[0] & ids[1]
+    for svg, own in zip(svgs, ids):
+        refs = set(re.findall(r"url\(#([^)]+)\)", svg)) | set(re.findall(r'xlink:href="#([^"]+)"', svg))
+        assert refs <= own, "every reference points at an id of the same figure"
