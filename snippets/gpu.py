@@ -1,0 +1,386 @@
+"""GPU and distributed training: the code of docs/gpu.md.
+
+Every section runs on a CPU-only machine: the device falls back to the CPU. Sections that only make sense on a GPU
+(CUDA events, peak memory) define functions, which the page shows without running and tests/test_gpu.py runs on a
+CUDA machine. Module-level code stays cheap: importing this module runs every section.
+"""
+
+# --8<-- [start:pick-device]
+import torch
+
+
+def pick_device():
+    """The available accelerator (CUDA, MPS, XPU, ...), or the CPU when there is none."""
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    return accelerator if accelerator is not None else torch.device("cpu")
+
+
+device = pick_device()
+print("device:", device)
+# --8<-- [end:pick-device]
+
+# --8<-- [start:accelerator-trap]
+import torch
+
+print("torch built for CUDA:", torch.version.cuda)  # None on a CPU-only or macOS build
+print("accelerator available:", torch.accelerator.is_available())
+print("current_accelerator():", torch.accelerator.current_accelerator())
+print("current_accelerator(check_available=True):", torch.accelerator.current_accelerator(check_available=True))
+# --8<-- [end:accelerator-trap]
+
+# --8<-- [start:move]
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)  # once
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # create it after moving the model
+
+images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))  # a batch, as a DataLoader yields it
+images, labels = images.to(device), labels.to(device)  # every batch: .to returns a copy on the device
+loss = nn.functional.cross_entropy(model(images), labels)
+optimizer.zero_grad()
+loss.backward()
+optimizer.step()
+print("parameters on:", {p.device.type for p in model.parameters()})
+print("batch on:", images.device, "| loss on:", loss.device, "| loss:", round(loss.item(), 4))
+# --8<-- [end:move]
+
+# --8<-- [start:device-mismatch]
+import torch
+from torch import nn
+
+# The meta device holds shapes but no data: here it stands in for "another device" on a machine without a GPU.
+layer = nn.Linear(784, 10).to("meta")
+batch = torch.randn(32, 784)  # forgot to move it
+try:
+    layer(batch)
+except RuntimeError as error:
+    mismatch_message = str(error)
+    print("RuntimeError:", mismatch_message)
+
+weight_device = next(layer.parameters()).device  # the fix: move the batch to where the parameters are
+output = layer(batch.to(weight_device))
+print("fixed:", tuple(output.shape), "on", output.device)
+# --8<-- [end:device-mismatch]
+
+# --8<-- [start:time-it]
+import statistics
+import time
+
+import torch
+
+
+def time_it(fn, device, warmup=3, repeats=10):
+    """Median wall time of fn() in milliseconds, waiting for the device to finish each call."""
+
+    def sync():
+        if torch.device(device).type != "cpu":
+            torch.accelerator.synchronize()  # wait until the queued kernels have run
+
+    for _ in range(warmup):  # first calls pay one-off costs: kernel selection, caches, memory pool growth
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+torch.manual_seed(0)
+a = torch.randn(512, 512, device=device)
+matmul_ms = time_it(lambda: a @ a, device)
+print(f"512x512 matmul on {device}: {matmul_ms:.3f} ms")
+# --8<-- [end:time-it]
+
+# --8<-- [start:cuda-events]
+import torch
+
+
+def time_cuda_ms(fn, warmup=3, repeats=10):
+    """Median GPU time of fn() in milliseconds, measured by CUDA events recorded on the stream."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()  # queued on the stream, like a kernel
+        fn()
+        end.record()
+        end.synchronize()  # wait for the end event, then read the time between the two
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+# --8<-- [end:cuda-events]
+
+# --8<-- [start:loader]
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def make_loader(dataset, batch_size, device, num_workers=2, shuffle=True):
+    """A DataLoader that prepares batches in worker processes and, for CUDA, in page-locked (pinned) memory."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,  # batches are prepared in parallel while the device computes
+        persistent_workers=num_workers > 0,  # keep the workers between epochs
+        pin_memory=torch.device(device).type == "cuda",  # pinned memory makes non_blocking copies asynchronous
+    )
+
+
+generator = torch.Generator().manual_seed(0)
+dataset = TensorDataset(torch.randn(1000, 1, 28, 28, generator=generator), torch.randint(0, 10, (1000,)))
+loader = make_loader(dataset, batch_size=256, device=device, num_workers=0)
+for images, labels in loader:
+    images = images.to(device, non_blocking=True)  # returns at once if the copy can overlap with compute
+    labels = labels.to(device, non_blocking=True)
+print("batches per epoch:", len(loader), "| last batch:", tuple(images.shape), "| pinned:", loader.pin_memory)
+# --8<-- [end:loader]
+
+# --8<-- [start:on-device]
+import torch
+
+
+def device_batches(images, labels, batch_size, generator=None):
+    """Shuffled mini-batches of tensors that already live on the device: no DataLoader, no copies."""
+    order = torch.randperm(len(images), device=images.device, generator=generator)
+    for start in range(0, len(images), batch_size):
+        index = order[start:start + batch_size]
+        yield images[index], labels[index]
+
+
+mnist_train_bytes = 60_000 * 784 * 4  # 60,000 images of 28x28 float32 pixels
+print(f"MNIST training images as float32: {mnist_train_bytes / 1e6:.0f} MB")
+
+generator = torch.Generator(device=device).manual_seed(0)
+all_images = torch.randn(1000, 1, 28, 28, device=device)  # stands in for the whole dataset, moved once
+all_labels = torch.randint(0, 10, (1000,), device=device)
+sizes = [len(x) for x, _ in device_batches(all_images, all_labels, 256, generator)]
+print("batch sizes:", sizes)
+# --8<-- [end:on-device]
+
+# --8<-- [start:autocast]
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+x, y = torch.randn(64, 784, device=device), torch.randint(0, 10, (64,), device=device)
+
+with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+    hidden = net[0](x)
+    logits = net(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    autocast_dtypes = {"input": x.dtype, "linear output": hidden.dtype, "logits": logits.dtype, "loss": loss.dtype}
+loss.backward()  # outside the autocast block
+autocast_dtypes |= {"weight": net[0].weight.dtype, "weight.grad": net[0].weight.grad.dtype}
+for name, dtype in autocast_dtypes.items():
+    print(f"{name:>14}: {dtype}")
+# --8<-- [end:autocast]
+
+# --8<-- [start:grad-scaler]
+import torch
+from torch import nn
+
+
+def amp_step(model, optimizer, scaler, x, y, dtype):
+    """One mixed-precision training step; with float16 the scaler keeps small gradients from flushing to zero."""
+    with torch.autocast(device_type=x.device.type, dtype=dtype):
+        loss = nn.functional.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    scaler.scale(loss).backward()  # backward of loss * scale
+    scaler.step(optimizer)  # unscales the gradients; skips the step if any is inf or NaN
+    scaler.update()  # grows the scale after a run of good steps, shrinks it after an overflow
+    return loss.item()
+
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
+optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+scaler = torch.amp.GradScaler(device.type)  # only needed for float16; bfloat16 has float32's range
+x, y = torch.randn(64, 784, device=device), torch.randint(0, 10, (64,), device=device)
+scaled_losses = [amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)]
+print("losses:", [round(v, 3) for v in scaled_losses])
+print("scale:", scaler.get_scale(), "| master weights:", net[0].weight.dtype)
+# --8<-- [end:grad-scaler]
+
+# --8<-- [start:compile]
+import time
+
+import torch
+from torch import nn
+
+
+def measure_compile(model, example, repeats=20):
+    """Seconds the first compiled call takes, and the eager and compiled times per call (ms) after warm-up."""
+    compiled = torch.compile(model)  # cheap: compilation happens on the first call
+    start = time.perf_counter()
+    compiled(example)  # traces the model and generates and compiles kernels
+    compile_s = time.perf_counter() - start
+    per_call_ms = {}
+    for name, fn in [("eager", model), ("compiled", compiled)]:
+        for _ in range(3):
+            fn(example)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn(example)
+        per_call_ms[name] = (time.perf_counter() - start) / repeats * 1000
+    return compile_s, per_call_ms
+
+
+
+def compiled_train_step(model, optimizer):
+    """A training step compiled as a whole: forward, backward and the optimizer update."""
+
+    @torch.compile
+    def step(x, y):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+# --8<-- [end:compile]
+
+# --8<-- [start:peak-memory]
+import torch
+
+
+def peak_memory_mb(fn, device="cuda"):
+    """Largest amount of GPU memory held by tensors while fn() ran, in MB."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 1e6
+# --8<-- [end:peak-memory]
+
+# --8<-- [start:oom]
+import torch
+
+
+def largest_batch_that_fits(step, batch_size):
+    """Halve the batch size until one training step runs without running out of device memory."""
+    while batch_size >= 1:
+        try:
+            step(batch_size)
+            return batch_size
+        except torch.OutOfMemoryError:
+            batch_size //= 2  # the failed step's tensors are freed when the exception is dropped
+    raise RuntimeError("even a batch of 1 does not fit")
+
+
+def pretend_step(batch_size):  # a stand-in for a real step on a GPU with room for 300 samples
+    if batch_size > 300:
+        raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: batch of {batch_size})")
+
+
+print("largest batch that fits:", largest_batch_that_fits(pretend_step, 1024))
+# --8<-- [end:oom]
+
+# --8<-- [start:grad-accumulation]
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+
+net.zero_grad()
+nn.functional.cross_entropy(net(x), y).backward()  # one batch of 64
+big_batch_grad = net[0].weight.grad.clone()
+
+net.zero_grad()
+steps = 4  # four micro-batches of 16: a quarter of the memory for activations
+for x_part, y_part in zip(x.chunk(steps), y.chunk(steps)):
+    loss = nn.functional.cross_entropy(net(x_part), y_part) / steps  # mean of the four means
+    loss.backward()  # gradients add up in .grad
+accumulated_grad = net[0].weight.grad.clone()
+# then optimizer.step() and optimizer.zero_grad(), once per 4 micro-batches
+
+print("same gradient:", torch.allclose(big_batch_grad, accumulated_grad, atol=1e-6))
+print("largest difference:", (big_batch_grad - accumulated_grad).abs().max().item())
+# --8<-- [end:grad-accumulation]
+
+# --8<-- [start:sampler]
+import torch
+from torch.utils.data import DistributedSampler
+
+data = list(range(10))  # any dataset with a length
+for epoch in range(2):
+    for rank in range(2):
+        sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        sampler.set_epoch(epoch)  # without it, every epoch repeats the same order
+        print(f"epoch {epoch} rank {rank}: {list(sampler)}")
+# --8<-- [end:sampler]
+
+# --8<-- [start:bench-results]
+from snippets.records import check_fresh, format_provenance, read_record
+
+bench = check_fresh(read_record("gpu_bench"))
+metrics = bench["metrics"]
+config = metrics["config"]
+print(f"MNIST MLP {config['hidden']}, batch {config['batch_size']}, AdamW + one-cycle, peak lr {config['lr']}")
+print(f"until {config['target_accuracy']:.0%} test accuracy, at most {config['max_epochs']} epochs\n")
+print(f"{'':5}{'variant':<11}{'images/s':>9}{'fastest s':>10}{'first s':>9}{'epochs':>7}{'to target s':>12}"
+      f"{'best acc':>9}")
+for kind in ["cpu", "gpu"]:
+    runs = metrics["devices"][kind]
+    if runs is None:
+        print(f"{kind.upper():<5}{metrics['missing'][kind]}")
+        continue
+    for name in metrics["variants"]:
+        run = runs["variants"][name]
+        to_target = f"{run['time_to_target_s']:.1f}" if run["time_to_target_s"] is not None else "not reached"
+        epochs = run["epochs_to_target"] or len(run["accuracy"])
+        fastest = min(run["epoch_s"])  # the epoch least slowed down by other work on the machine
+        print(f"{kind.upper():<5}{name:<11}{run['images_per_s']:>9,.0f}{fastest:>10.2f}{run['epoch_s'][0]:>9.2f}"
+              f"{epochs:>7}{to_target:>12}{max(run['accuracy']):>9.2%}")
+load = metrics["load_average_1min"]
+print(f"\nload average (1 min) of the {load['cpus']}-CPU machine: {load['before']} before, {load['after']} after")
+print(format_provenance(bench))
+# --8<-- [end:bench-results]
+
+# --8<-- [start:exercise-to-device]
+import torch
+
+
+def to_device(batch, device):
+    """Move every tensor in a (possibly nested) tuple, list or dict of tensors to the device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch  # strings, numbers: left alone
+
+
+moved = to_device({"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}, torch.device("meta"))
+print(moved["image"].device, moved["meta"][0].device, moved["meta"][1])
+# --8<-- [end:exercise-to-device]
+
+# --8<-- [start:exercise-accumulation]
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+linear = nn.Linear(20, 3)
+x, y = torch.randn(10, 20), torch.randint(0, 3, (10,))
+
+linear.zero_grad()
+nn.functional.cross_entropy(linear(x), y).backward()
+full_grad = linear.weight.grad.clone()
+
+linear.zero_grad()
+for x_part, y_part in [(x[:7], y[:7]), (x[7:], y[7:])]:  # uneven micro-batches: 7 and 3 samples
+    loss = nn.functional.cross_entropy(linear(x_part), y_part) * len(x_part) / len(x)  # weight by share of samples
+    loss.backward()
+print("same gradient with uneven micro-batches:", torch.allclose(full_grad, linear.weight.grad, atol=1e-6))
+# --8<-- [end:exercise-accumulation]

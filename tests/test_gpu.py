@@ -1,0 +1,234 @@
+"""docs/gpu.md: every code path runs on the CPU here (the device falls back); CUDA-only checks skip without CUDA."""
+
+import pytest
+import torch
+from torch import nn
+
+import snippets.gpu as m
+from snippets.records import check_fresh, read_record
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def test_pick_device_is_the_available_accelerator_or_the_cpu():
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
+    expected = accelerator if accelerator is not None else torch.device("cpu")
+    assert m.pick_device() == expected == m.device
+    if not torch.accelerator.is_available():
+        assert m.device == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="the trap shows only without an accelerator")
+def test_current_accelerator_without_check_names_a_device_that_is_not_there():
+    assert torch.accelerator.current_accelerator(check_available=True) is None
+    if torch.version.cuda is not None:  # a CUDA build on a machine without a GPU (the site's build machine)
+        assert torch.accelerator.current_accelerator() == torch.device("cuda")
+        assert not torch.cuda.is_available()
+        with pytest.raises(RuntimeError):
+            torch.zeros(1, device=torch.accelerator.current_accelerator())
+
+
+def test_model_batch_and_loss_share_the_device_and_the_step_ran():
+    assert {p.device for p in m.model.parameters()} == {m.device}
+    assert m.images.device.type == m.loss.device.type == m.device.type
+    assert all(p.grad is not None for p in m.model.parameters())
+
+
+def test_device_mismatch_raises_with_the_printed_message_and_the_fix_works():
+    assert m.mismatch_message == "Tensor on device meta is not on the expected device cpu!"
+    with pytest.raises(RuntimeError, match="is not on the expected device"):
+        m.layer(torch.randn(2, 784))
+    assert m.output.shape == (32, 10) and m.output.device.type == "meta"
+
+
+def test_time_it_returns_a_positive_median_and_runs_warmup_plus_repeats():
+    calls = []
+    ms = m.time_it(lambda: calls.append(1), m.device, warmup=2, repeats=5)
+    assert len(calls) == 7 and ms >= 0
+    assert m.matmul_ms > 0
+
+
+def test_time_it_measures_sleep():
+    import time
+
+    assert 15 <= m.time_it(lambda: time.sleep(0.02), "cpu", warmup=0, repeats=3) < 200
+
+
+def test_loader_pins_memory_only_for_cuda_and_keeps_every_sample():
+    assert not m.make_loader(m.dataset, 256, "cpu", num_workers=0).pin_memory
+    assert m.make_loader(m.dataset, 256, "cuda", num_workers=0).pin_memory
+    assert len(m.loader) == 4 and m.images.shape == (232, 1, 28, 28)
+
+
+def test_loader_with_workers_yields_the_same_samples():
+    loader = m.make_loader(m.dataset, 250, "cpu", num_workers=2, shuffle=False)
+    assert loader.persistent_workers
+    images = torch.cat([x for x, _ in loader])
+    assert torch.equal(images, m.dataset.tensors[0])
+
+
+def test_device_batches_cover_every_sample_once():
+    labels = torch.arange(1000)
+    seen = torch.cat([y for _, y in m.device_batches(torch.zeros(1000, 1), labels, 256)])
+    assert sorted(seen.tolist()) == list(range(1000))
+    assert not torch.equal(seen, labels)  # shuffled
+    assert m.sizes == [256, 256, 256, 232]
+    assert m.mnist_train_bytes == 188_160_000
+
+
+def test_autocast_runs_linear_layers_in_bfloat16_and_keeps_fp32_master_weights():
+    assert m.autocast_dtypes == {
+        "input": torch.float32, "linear output": torch.bfloat16, "logits": torch.bfloat16, "loss": torch.float32,
+        "weight": torch.float32, "weight.grad": torch.float32,
+    }
+    assert not torch.is_autocast_enabled(m.device.type)  # the block is closed: float32 again
+    assert nn.Linear(4, 2).to(m.device)(torch.randn(3, 4, device=m.device)).dtype == torch.float32
+
+
+def test_grad_scaler_steps_train_and_the_scale_stays_finite():
+    assert m.scaled_losses[-1] < m.scaled_losses[0]
+    assert m.scaler.is_enabled() and m.scaler.get_scale() == 65536.0
+
+
+def test_grad_scaler_skips_a_step_with_an_inf_gradient():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2)
+    before = net.weight.detach().clone()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    x = torch.full((3, 4), float("inf"))
+    m.amp_step(net, optimizer, scaler, x, torch.tensor([0, 1, 0]), torch.bfloat16)
+    assert torch.equal(net.weight, before)  # the step was skipped
+    assert scaler.get_scale() == 2.0**9  # and the scale halved
+
+
+def test_compile_gives_the_eager_result_and_reports_times():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    x = torch.randn(64, 784)
+    with torch.no_grad():
+        compile_s, per_call = m.measure_compile(mlp, x, repeats=3)
+        assert torch.allclose(torch.compile(mlp)(x), mlp(x), atol=1e-5)
+    assert compile_s > 0 and set(per_call) == {"eager", "compiled"}
+
+
+def test_compiled_train_step_matches_an_eager_step():
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    compiled = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    compiled.load_state_dict(eager.state_dict())
+    x, y = torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1])
+    eager_opt = torch.optim.SGD(eager.parameters(), lr=0.1)
+    step = m.compiled_train_step(compiled, torch.optim.SGD(compiled.parameters(), lr=0.1))
+    for _ in range(2):
+        loss = nn.functional.cross_entropy(eager(x), y)
+        eager_opt.zero_grad()
+        loss.backward()
+        eager_opt.step()
+        compiled_loss = step(x, y)
+        assert torch.allclose(compiled_loss, loss, atol=1e-5)
+    for a, b in zip(eager.parameters(), compiled.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_largest_batch_halves_on_out_of_memory():
+    assert m.largest_batch_that_fits(m.pretend_step, 1024) == 256
+    assert m.largest_batch_that_fits(m.pretend_step, 300) == 300
+    with pytest.raises(RuntimeError, match="batch of 1"):
+        m.largest_batch_that_fits(lambda b: (_ for _ in ()).throw(torch.OutOfMemoryError("x")), 8)
+    assert issubclass(torch.OutOfMemoryError, RuntimeError)
+
+
+def test_gradient_accumulation_gives_the_big_batch_gradient():
+    assert torch.allclose(m.big_batch_grad, m.accumulated_grad, atol=1e-6)
+    assert m.big_batch_grad.abs().max() > 1e-3  # a real gradient, not zeros
+
+
+def test_accumulation_without_dividing_by_steps_is_four_times_too_large():
+    torch.manual_seed(0)
+    net = nn.Linear(784, 10)
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+    nn.functional.cross_entropy(net(x), y).backward()
+    full = net.weight.grad.clone()
+    net.zero_grad()
+    for xp, yp in zip(x.chunk(4), y.chunk(4)):
+        nn.functional.cross_entropy(net(xp), yp).backward()
+    assert torch.allclose(net.weight.grad, 4 * full, atol=1e-5)
+
+
+def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch():
+    shares = {}
+    for epoch in range(2):
+        for rank in range(2):
+            sampler = torch.utils.data.DistributedSampler(m.data, num_replicas=2, rank=rank, shuffle=True, seed=0)
+            sampler.set_epoch(epoch)
+            shares[epoch, rank] = list(sampler)
+    for epoch in range(2):
+        assert sorted(shares[epoch, 0] + shares[epoch, 1]) == list(range(10))
+    assert shares[0, 0] != shares[1, 0]
+
+
+def test_exercise_to_device_moves_nested_tensors_and_keeps_the_rest():
+    assert m.moved["image"].device.type == "meta" and m.moved["meta"][0].device.type == "meta"
+    assert m.moved["meta"][1] == "id-7" and isinstance(m.moved["meta"], tuple)
+    assert m.to_device([torch.ones(1)], "cpu")[0].device.type == "cpu"
+
+
+def test_exercise_uneven_accumulation_matches_the_full_batch():
+    assert torch.allclose(m.full_grad, m.linear.weight.grad, atol=1e-6)
+    assert m.full_grad.abs().max() > 1e-3
+
+
+def test_benchmark_record_is_fresh_and_leaves_the_gpu_entry_empty_only_with_a_reason():
+    record = check_fresh(read_record("gpu_bench"))
+    devices = record["metrics"]["devices"]
+    assert devices["cpu"] is not None
+    assert set(devices["cpu"]["variants"]) == {"dataloader", "on-device", "amp", "compile"}
+    if devices["gpu"] is None:
+        assert record["metrics"]["missing"]["gpu"].startswith("not recorded: no GPU was available")
+    for run in devices["cpu"]["variants"].values():
+        assert run["images_per_s"] > 0 and run["accuracy"]
+
+
+def test_bench_results_section_prints_the_record():
+    assert m.bench is not None and "cpu" in m.metrics["devices"]
+
+
+# CUDA-only: written to pass on a GPU machine.
+
+@needs_cuda
+def test_cuda_events_time_a_kernel():
+    a = torch.randn(2048, 2048, device="cuda")
+    ms = m.time_cuda_ms(lambda: a @ a)
+    assert 0 < ms < 1000
+
+
+@needs_cuda
+def test_time_it_synchronizes_on_cuda():
+    a = torch.randn(4096, 4096, device="cuda")
+    synced = m.time_it(lambda: a @ a, "cuda", warmup=2, repeats=5)
+    assert synced == pytest.approx(m.time_cuda_ms(lambda: a @ a, warmup=2, repeats=5), rel=0.5, abs=0.5)
+
+
+@needs_cuda
+def test_peak_memory_sees_a_temporary_allocation():
+    def allocate():
+        torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")  # 268 MB, freed at once
+
+    assert m.peak_memory_mb(allocate) >= 268
+
+
+@needs_cuda
+def test_a_real_out_of_memory_error_is_caught():
+    free, _ = torch.cuda.mem_get_info()
+    with pytest.raises(torch.OutOfMemoryError):
+        torch.empty(free * 4, dtype=torch.uint8, device="cuda")
+    torch.zeros(1, device="cuda")  # the device is still usable
+
+
+@needs_cuda
+def test_pinned_loader_and_non_blocking_copy_reach_the_gpu():
+    loader = m.make_loader(m.dataset, 256, "cuda", num_workers=0)
+    images, _ = next(iter(loader))
+    assert images.is_pinned()
+    assert images.to("cuda", non_blocking=True).device.type == "cuda"

@@ -1,0 +1,306 @@
+"""docs/mnist.md: the MNIST pipeline on tiny synthetic files in the real IDX format, and the recorded run.
+
+The real data is never needed: a fixture writes 200 training and 100 test images (each digit class a bright block
+at its own place, plus noise) as the four gzip IDX files torchvision reads, under <root>/MNIST/raw/.
+"""
+
+import gzip
+import os
+import struct
+import subprocess
+import sys
+import time
+from urllib.error import URLError
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, random_split
+
+import snippets.mnist as m
+from snippets.records import RECORDS_DIR, check_fresh, read_record
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def synthetic_digits(n, seed):
+    """n images (uint8, n x 28 x 28) whose class is a 6x6 bright block at one of 10 places, and their labels."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 40, (n, 28, 28), generator=generator)
+    for i, label in enumerate(labels.tolist()):
+        row, col = 3 + (label // 5) * 12, 2 + (label % 5) * 5
+        jitter = torch.randint(0, 2, (2,), generator=generator).tolist()
+        images[i, row + jitter[0]: row + jitter[0] + 6, col + jitter[1]: col + jitter[1] + 5] = 230
+    return images.to(torch.uint8), labels
+
+
+def write_idx(path, tensor, magic):
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", size) for size in tensor.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + tensor.numpy().tobytes())
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n, seed in (("train", 200, 0), ("t10k", 100, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_load_mnist_reads_the_gzip_idx_files_through_torchvision(mnist_root):
+    train, test = m.load_mnist(mnist_root, train=True), m.load_mnist(mnist_root, train=False)
+    assert (len(train), len(test)) == (200, 100)
+    image, label = train[3]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and label == 3
+    assert torch.equal(train.data, synthetic_digits(200, 0)[0])  # the bytes we wrote, read by torchvision
+    assert (mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()  # unpacked once
+    assert not list((mnist_root / "MNIST" / "raw").glob(".*partial"))
+    # the transform normalises: black (0) becomes -MEAN/STD
+    assert image.min().item() >= -m.MEAN / m.STD - 1e-6
+
+
+def test_missing_data_fails_fast_and_says_how_to_get_it(tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(m.MnistNotFoundError, match="download=True") as caught:
+        m.load_mnist(tmp_path / "nowhere", train=True)
+    assert time.perf_counter() - start < 2
+    assert "train-images-idx3-ubyte.gz" in str(caught.value) and "MNIST/raw" in str(caught.value)
+    assert isinstance(caught.value, FileNotFoundError)
+
+
+def test_a_failed_download_becomes_the_same_clear_error(tmp_path, monkeypatch):
+    def offline(self):
+        raise URLError("no network")
+
+    monkeypatch.setattr(m.MNIST, "download", offline)
+    with pytest.raises(m.MnistNotFoundError, match="downloading MNIST .* failed .*no network"):
+        m.load_mnist(tmp_path, train=True, download=True)
+
+
+def test_preload_is_the_per_sample_transform_bit_for_bit(mnist_root):
+    dataset = m.load_mnist(mnist_root, train=True)
+    images, labels = m.preload(dataset, train=True)
+    assert images.shape == (200, 784) and images.dtype == torch.float32 and images.is_contiguous()
+    assert labels.dtype == torch.int64 and torch.equal(labels, dataset.targets)
+    one_by_one = torch.stack([dataset[i][0].reshape(784) for i in range(len(dataset))])
+    assert torch.equal(images, one_by_one)
+    from_root = m.preload(mnist_root, train=False)
+    assert from_root[0].shape == (100, 784)
+
+
+def test_split_indices_are_the_ones_random_split_picks(mnist_root):
+    dataset = m.load_mnist(mnist_root, train=True)
+    train_part, val_part = random_split(dataset, [180, 20], generator=torch.Generator().manual_seed(7))
+    train_index, val_index = m.split_indices(200, 20, seed=7)
+    assert train_index.tolist() == train_part.indices and val_index.tolist() == val_part.indices
+    assert sorted(train_index.tolist() + val_index.tolist()) == list(range(200))
+
+
+def test_batches_visit_every_sample_once_in_a_seeded_order():
+    images, labels = torch.arange(10.0).unsqueeze(1).repeat(1, 784), torch.arange(10)
+    seen = list(m.batches(images, labels, 4, torch.Generator().manual_seed(0)))
+    assert [len(y) for _, y in seen] == [4, 4, 2]
+    order = torch.cat([y for _, y in seen])
+    assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
+    assert all(torch.equal(x[:, 0], y.float()) for x, y in seen)  # images stay paired with their labels
+    again = torch.cat([y for _, y in m.batches(images, labels, 4, torch.Generator().manual_seed(0))])
+    assert torch.equal(order, again)
+    in_order = torch.cat([y for _, y in m.batches(images, labels, 4, None, shuffle=False)])
+    assert in_order.tolist() == list(range(10))
+
+
+def test_model_shapes_and_parameter_counts():
+    model = m.build_model()
+    assert m.count_parameters(model) == 784 * 128 + 128 + 128 * 10 + 10 == 101_770
+    assert m.count_parameters(m.build_model((256, 128))) == 235_146
+    assert [type(layer).__name__ for layer in model] == ["Flatten", "Linear", "ReLU", "Linear"]
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(model(x), model(x.reshape(3, 784)))  # both input layouts
+
+
+def test_fit_learns_the_synthetic_digits(mnist_root):
+    train_x, train_y = m.preload(mnist_root, train=True)
+    test_x, test_y = m.preload(mnist_root, train=False)
+    torch.manual_seed(0)
+    model = m.build_model()
+    seen = []
+    history = m.fit(model, (train_x, train_y), (test_x, test_y), epochs=4, batch_size=32, max_lr=1e-2,
+                    on_epoch=lambda epoch, h: seen.append(epoch))
+    assert seen == [0, 1, 2, 3]
+    assert history["train_loss"][-1] < history["train_loss"][0] / 4
+    assert history["val_accuracy"][-1] >= 0.95
+    assert m.evaluate(model, test_x, test_y) == history["val_accuracy"][-1]
+    assert not model.training  # evaluation left the model in eval mode
+    assert all(s > 0 for s in history["epoch_seconds"])
+
+
+def test_train_epoch_takes_a_dataloader_too(mnist_root):
+    dataset = m.load_mnist(mnist_root, train=True)
+    torch.manual_seed(0)
+    model = m.build_model()
+    optimizer = m.make_optimizer(model, lr=1e-2)
+    losses = [m.train_epoch(model, DataLoader(dataset, batch_size=32, shuffle=True), optimizer) for _ in range(3)]
+    assert losses[-1] < losses[0] and model.training
+
+
+def test_predict_proba_and_confusion_matrix():
+    model = m.build_model()
+    probabilities = m.predict_proba(model, torch.randn(7, 784), batch_size=3)
+    assert probabilities.shape == (7, 10) and torch.allclose(probabilities.sum(1), torch.ones(7))
+    assert not probabilities.requires_grad
+    counts = m.confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), num_classes=3)
+    assert counts.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_save_reload_gives_identical_predictions_and_infers_the_widths(tmp_path):
+    torch.manual_seed(0)
+    model = m.build_model((64, 32))
+    path = m.save_state_dict_atomic(model, tmp_path / "sub" / "net.pt")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["net.pt"]  # no temporary file left
+    reloaded = m.load_model(path)
+    assert [layer.out_features for layer in reloaded if hasattr(layer, "out_features")] == [64, 32, 10]
+    probe = torch.randn(9, 784)
+    assert torch.equal(m.predict_proba(model, probe), m.predict_proba(reloaded, probe))
+    assert not reloaded.training
+    with pytest.raises(RuntimeError):  # wrong widths: load_state_dict is strict
+        m.load_model(path, hidden=(128,))
+
+
+def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "net.pt"
+    path.write_bytes(b"old weights")
+
+    def broken_save(obj, file):
+        file.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(m.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        m.save_state_dict_atomic(m.build_model(), path)
+    assert path.read_bytes() == b"old weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pt"]
+
+
+def test_png_prediction_uses_the_training_preprocessing(mnist_root, tmp_path):
+    dataset = m.load_mnist(mnist_root, train=False)
+    Image.fromarray(dataset.data[5].numpy(), mode="L").save(tmp_path / "digit.png")
+    assert torch.equal(m.load_png(tmp_path / "digit.png"), dataset[5][0].unsqueeze(0))
+    Image.fromarray(dataset.data[5].numpy(), mode="L").convert("RGB").save(tmp_path / "rgb.png")
+    assert torch.equal(m.load_png(tmp_path / "rgb.png"), dataset[5][0].unsqueeze(0))  # gray RGB -> same pixels
+    Image.new("L", (32, 28)).save(tmp_path / "wide.png")
+    with pytest.raises(ValueError, match="32x28 pixels.*28x28"):
+        m.load_png(tmp_path / "wide.png")
+
+
+def test_random_shift_translates_each_image_within_the_limit():
+    images = torch.randn(6, 784)
+    assert torch.equal(m.random_shift(images, max_shift=0), images)
+    shifted = m.random_shift(images, max_shift=2, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images.reshape(6, 1, 28, 28), (2, 2, 2, 2), value=-m.MEAN / m.STD)
+    offsets = []
+    for i in range(6):
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(padded[i, 0, dy: dy + 28, dx: dx + 28].reshape(784), shifted[i])]
+        assert found, f"image {i} is not a shift of the original"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 1  # each image gets its own shift
+
+
+def test_progress_bar_only_for_a_person_at_a_terminal(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    assert m.show_progress() is False
+    monkeypatch.delenv("CI")
+    assert m.show_progress() == sys.stderr.isatty()
+
+
+def test_pick_device_falls_back_to_the_cpu():
+    device = m.pick_device()
+    if torch.accelerator.is_available():
+        assert device == torch.accelerator.current_accelerator()
+    else:
+        assert device == torch.device("cpu")
+
+
+def test_the_page_examples_show_what_the_page_says(capsys):
+    names = m.page_examples()
+    out = capsys.readouterr().out
+    assert "identical to the per-image transform: True" in out
+    assert "identical predictions: True" in out
+    assert "parameters: 101770" in out and "MnistNotFoundError: MNIST not found" in out
+    assert "ValueError: the image is 64x64 pixels" in out
+    assert torch.equal(names["one_by_one"], names["all_at_once"])
+
+
+def test_command_line_help():
+    result = subprocess.run([sys.executable, "-m", "snippets.mnist", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "--data-root" in result.stdout and "--epochs" in result.stdout
+
+
+def test_command_line_run_on_the_fixture(mnist_root, tmp_path, capsys):
+    results = m.main(["--data-root", str(mnist_root), "--epochs", "2", "--val-size", "20", "--lr", "1e-2",
+                      "--batch-size", "32", "--save", str(tmp_path / "mnist_mlp.pt"), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "200 training and 100 test images" in out and "test accuracy:" in out
+    assert results["reloaded_identical"] and (tmp_path / "mnist_mlp.pt").exists()
+    assert results["test_accuracy"] >= 0.9 and len(results["history"]["train_loss"]) == 2
+    assert results["png_prediction"] == 0  # test image 0 of the fixture is a 0
+    assert sum(map(sum, results["confusion"])) == 100
+    with pytest.raises(SystemExit):
+        m.main(["--data-root", str(mnist_root), "--val-size", "200"])
+
+
+RECORDS = sorted(RECORDS_DIR.glob("mnist*.json"))
+
+
+def test_there_is_a_recorded_run():
+    assert RECORDS, "no MNIST record: run python -m snippets.mnist_bench --data-root data --record"
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.name)
+def test_records_are_fresh(path):
+    check_fresh(read_record(path.stem))
+
+
+def test_the_record_meets_the_chapters_claims():
+    results = read_record("mnist")["metrics"]
+    chapter, speed, further = results["chapter"], results["speed"], results["further"]
+    assert chapter["test_accuracy_mean"] >= 0.98 and len(chapter["runs"]) == 3
+    assert sum(map(sum, chapter["confusion"])) == 10_000 == results["data"]["n_test"]
+    assert all(p > q for p, q in zip(chapter["wrong"]["probability"], chapter["wrong"]["probability"][1:]) if p != q)
+    assert all(t != p for t, p in zip(chapter["wrong"]["labels"], chapter["wrong"]["predicted"]))
+    assert further["test_accuracy_mean"] >= 0.985
+    assert all(run["train_seconds"] <= 30 for run in further["runs"])
+    fast, standard = speed["fast"][0], speed["standard"][0]
+    assert fast["batch_size"] == 128 and standard["train_epoch_seconds"] > fast["median_epoch_seconds"]
+    assert abs(results["data"]["pixel_mean"] - m.MEAN) < 1e-4 and abs(results["data"]["pixel_std"] - m.STD) < 1e-4
+
+
+def test_the_recorded_results_render(capsys):
+    plt.close("all")
+    m.page_results()
+    out = capsys.readouterr().out
+    assert "code_hash" in out and "mean" in out
+    assert len(plt.get_fignums()) >= 5
+    plt.close("all")
+
+
+def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflows(capsys):
+    names = m.exercise_solutions()
+    out = capsys.readouterr().out
+    assert "log_softmax: 200.0" in out and "log(softmax): inf" in out
+    ce = torch.nn.functional.cross_entropy(names["logits"], names["target"])
+    assert torch.allclose(ce, -names["logits"].log_softmax(1)[0, 2])
