@@ -123,3 +123,12 @@ def format_provenance(record):
     prov = record["provenance"]
     keys = ["date", "device_name", "torch", "python", "command", "code_hash"]
     return "\n".join(f"{key:>11}: {prov[key]}" for key in keys if key in prov)
+
+
+if __name__ == "__main__":  # shown on the MNIST page: how a page knows its record is not stale
+    # --8<-- [start:check-fresh]
+    from snippets.records import check_fresh, read_record
+
+    record = check_fresh(read_record("mnist"))  # raises StaleRecordError if mnist.py changed since
+    print("record made by code", record["provenance"]["code_hash"][:12], "which still matches the code")
+    # --8<-- [end:check-fresh]
