@@ -74,14 +74,16 @@ def train(model, loader, optimizer, device, epochs):
     history = []
     for epoch in range(epochs):
         loader.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-        total = torch.zeros(2, device=device)  # sum of losses, number of samples
+        loss_sum, count = torch.zeros((), device=device), 0
         for features, labels in loader:
             features, labels = features.to(device), labels.to(device)
             loss = nn.functional.cross_entropy(model(features), labels)
             optimizer.zero_grad()
             loss.backward()  # DDP all-reduces (averages) the gradients here, overlapped with backward
             optimizer.step()
-            total += torch.stack([loss.detach() * len(labels), torch.tensor(len(labels), device=device)])
+            loss_sum += loss.detach() * len(labels)  # stays on the device: no synchronization per step
+            count += len(labels)
+        total = torch.stack([loss_sum, torch.tensor(float(count), device=device)])
         dist.all_reduce(total)  # sum over ranks: every rank now holds the global numbers
         history.append((total[0] / total[1]).item())
         log(f"epoch {epoch}: loss {history[-1]:.4f}")
@@ -106,6 +108,8 @@ def save_atomically(obj, path, write):
     os.close(fd)
     try:
         write(obj, tmp)
+        with open(tmp, "rb+") as file:
+            os.fsync(file.fileno())  # on disk before the rename makes it visible
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

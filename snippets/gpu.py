@@ -235,7 +235,7 @@ def measure_compile(model, example, repeats=20):
 
 
 def compiled_train_step(model, optimizer):
-    """A training step compiled as a whole: forward, backward and the optimizer update."""
+    """A training step under torch.compile: Dynamo compiles the forward (with its backward) and the update."""
 
     @torch.compile
     def step(x, y):
@@ -357,6 +357,8 @@ def to_device(batch, device):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple takes its fields as arguments
+        return type(batch)(*(to_device(value, device) for value in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(value, device) for value in batch)
     return batch  # strings, numbers: left alone

@@ -83,7 +83,7 @@ def train_epoch(model, step_model, optimizer, batches, device, amp=None, scaler=
 # --8<-- [end:bench-step]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(model, images, labels, batch_size=2000):
     model.eval()
     correct = 0

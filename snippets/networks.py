@@ -20,6 +20,8 @@ model = TinyNet(n_in=4, n_hidden=8, n_out=3)
 features = torch.randn(5, 4)  # a batch of 5 samples, 4 features each
 
 calls = []
+
+
 def record(module, inputs, output):
     calls.append(tuple(output.shape))
 

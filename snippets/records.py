@@ -88,10 +88,20 @@ def atomic_write_text(path, text):
         raise
 
 
+def _portable_argv():
+    """sys.argv with a module of this repository named as `-m snippets.x`, not by this machine's absolute path."""
+    script, *args = sys.argv
+    path = Path(script).resolve()
+    if path.suffix == ".py" and path.is_relative_to(ROOT):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        return ["-m", module, *args]
+    return [script, *args]
+
+
 def write_record(name, metrics, producers, device, command=None, records_dir=RECORDS_DIR):
     """Save ``metrics`` (JSON-serialisable) as the record ``name`` with its provenance; return the path."""
     if command is None:
-        command = " ".join([Path(sys.executable).name, *sys.argv])
+        command = " ".join(["python", *_portable_argv()])
     record = {"name": name, "provenance": provenance(producers, device, command), "metrics": metrics}
     path = Path(records_dir) / f"{name}.json"
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")

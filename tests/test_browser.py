@@ -630,3 +630,34 @@ def test_every_internal_link_and_anchor_resolves(built_site):
     assert not duplicates, "ids used twice on a page (an anchor to them is ambiguous):\n" + "\n".join(
         f"{page}: {ids[:8]}{' ...' if len(ids) > 8 else ''}" for page, ids in duplicates.items())
 
+
+
+NOTEBOOK_JS = """
+const done = arguments[arguments.length - 1];
+const download = [...document.querySelectorAll('a[download]')].find(a => a.textContent.includes('Download notebook'));
+const colab = [...document.querySelectorAll('a')].find(a => a.textContent.includes('Open in Colab'));
+if (!download || !colab) { done({missing: true, url: location.href, n: document.querySelectorAll("a").length}); return; }
+fetch(download.href).then(r => r.text().then(text => done({
+  status: r.status, href: download.href, colab: colab.href, body: text,
+  visible: download.offsetParent !== null && colab.offsetParent !== null})));
+"""
+
+
+def test_every_chapter_offers_its_notebook_and_an_open_in_colab_link(browser, server, cached):
+    """In the browser: both links are visible, the download serves the notebook, Colab opens the committed copy."""
+    import json
+
+    from conftest import ROOT
+    from test_site import CHAPTERS
+
+    for name in CHAPTERS:
+        open_page(browser, server, dict((d, u) for _t, d, u in PAGES)[f"{name}.md"], settle=False)
+        found = browser.execute_async_script(NOTEBOOK_JS)
+        assert not found.get("missing"), f"{name}: no Download notebook / Open in Colab link ({found})"
+        assert found["visible"], f"{name}: the notebook links are hidden"
+        assert found["status"] == 200, f"{name}: {found['href']} answered {found['status']}"
+        notebook = json.loads(found["body"])
+        assert notebook["nbformat"] == 4 and any(cell["cell_type"] == "code" for cell in notebook["cells"])
+        path = found["colab"].split("/blob/", 1)[1].split("/", 1)[1]  # blob/<branch>/<path>
+        assert found["colab"].startswith("https://colab.research.google.com/github/"), found["colab"]
+        assert (ROOT / path).exists(), f"{name}: Colab would open {path}, which is not in the repository"

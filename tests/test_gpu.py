@@ -1,5 +1,7 @@
 """docs/gpu.md: every code path runs on the CPU here (the device falls back); CUDA-only checks skip without CUDA."""
 
+import collections
+
 import pytest
 import torch
 from torch import nn
@@ -172,6 +174,9 @@ def test_exercise_to_device_moves_nested_tensors_and_keeps_the_rest():
     assert m.moved["image"].device.type == "meta" and m.moved["meta"][0].device.type == "meta"
     assert m.moved["meta"][1] == "id-7" and isinstance(m.moved["meta"], tuple)
     assert m.to_device([torch.ones(1)], "cpu")[0].device.type == "cpu"
+    Pair = collections.namedtuple("Pair", "image label")
+    pair = m.to_device(Pair(torch.ones(1), 3), "meta")
+    assert type(pair) is Pair and pair.image.device.type == "meta" and pair.label == 3
 
 
 def test_exercise_uneven_accumulation_matches_the_full_batch():

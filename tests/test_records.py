@@ -47,3 +47,10 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         records.atomic_write_text(target, Boom())
     assert target.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_default_command_names_the_module_not_this_machines_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(records.sys, "argv", [str(records.ROOT / "snippets" / "mnist_bench.py"), "--record"])
+    records.write_record("demo", {}, [records.__file__], "cpu", records_dir=tmp_path)
+    command = records.read_record("demo", records_dir=tmp_path)["provenance"]["command"]
+    assert command == "python -m snippets.mnist_bench --record"
