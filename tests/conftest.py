@@ -1,6 +1,10 @@
 """Shared fixtures: the site is built once per test session, strictly, into a temporary folder."""
 
+import contextlib
+import functools
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +41,27 @@ def page_html(site: Path, page: str) -> str:
     """The built HTML of docs/<page>.md."""
     path = site / "index.html" if page == "index" else site / page / "index.html"
     return path.read_text(encoding="utf-8")
+
+
+SECTION = re.compile(r"^# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)^# --8<-- \[end:(?P=name)\]", re.M | re.S)
+
+
+@functools.cache
+def snippet_sections(module):
+    """{section name: code} of the module-level sections of snippets/<module>.py."""
+    text = (SNIPPETS / f"{module}.py").read_text(encoding="utf-8")
+    return {m["name"]: m["code"] for m in SECTION.finditer(text)}
+
+
+def run_section(module, name, after=()):
+    """Run a section in a fresh namespace, as a reader pasting it into a new session, after the sections it
+    continues (their output discarded); return (its names, its stdout)."""
+    sections = snippet_sections(module)
+    namespace = {"__name__": "__section__"}
+    for earlier in after:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(sections[earlier], f"snippets/{module}.py:{earlier}", "exec"), namespace)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(sections[name], f"snippets/{module}.py:{name}", "exec"), namespace)
+    return namespace, out.getvalue()

@@ -1,7 +1,5 @@
 """The Autograd chapter: gradients against hand-derived values, gradcheck, and the claims of docs/autograd.md."""
 
-import contextlib
-import io
 import math
 import re
 
@@ -12,11 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from conftest import SNIPPETS, page_html  # noqa: E402
+from conftest import page_html, run_section, snippet_sections  # noqa: E402
 
-MODULE = SNIPPETS / "autograd.py"
-SECTION = re.compile(r"^# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)^# --8<-- \[end:(?P=name)\]", re.M | re.S)
-SECTIONS = {m["name"]: m["code"] for m in SECTION.finditer(MODULE.read_text(encoding="utf-8"))}
+SECTIONS = snippet_sections("autograd")
 # Sections that continue an earlier one on the page (they use its names); every other section stands alone.
 NEEDS = {"graph": ["first_gradient"], "gradcheck": ["custom_function"],
          "rebind_pitfall": ["descent_step"], "descent_loop": ["descent_step"]}
@@ -24,14 +20,7 @@ NEEDS = {"graph": ["first_gradient"], "gradcheck": ["custom_function"],
 
 def run(name):
     """Run a section after the sections it continues, in a fresh namespace; return (names, its stdout)."""
-    namespace = {"__name__": "__section__"}
-    for earlier in NEEDS.get(name, []):
-        with contextlib.redirect_stdout(io.StringIO()):
-            exec(compile(SECTIONS[earlier], f"snippets/autograd.py:{earlier}", "exec"), namespace)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(SECTIONS[name], f"snippets/autograd.py:{name}", "exec"), namespace)
-    return namespace, out.getvalue()
+    return run_section("autograd", name, NEEDS.get(name, []))
 
 
 @pytest.fixture(autouse=True)

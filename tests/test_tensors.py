@@ -1,26 +1,19 @@
 """The Tensors chapter: every claim docs/tensors.md makes about its sections' results."""
 
-import contextlib
-import io
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import SNIPPETS, page_html
+from conftest import page_html, run_section, snippet_sections
 
-MODULE = SNIPPETS / "tensors.py"
-SECTION = re.compile(r"^# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)^# --8<-- \[end:(?P=name)\]", re.M | re.S)
-SECTIONS = {m["name"]: m["code"] for m in SECTION.finditer(MODULE.read_text(encoding="utf-8"))}
+SECTIONS = snippet_sections("tensors")
 
 
 def run(name):
     """Run one section in a fresh namespace, as a reader pasting it into a new session; return (names, stdout)."""
-    namespace, out = {"__name__": "__section__"}, io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(SECTIONS[name], f"snippets/tensors.py:{name}", "exec"), namespace)
-    return namespace, out.getvalue()
+    return run_section("tensors", name)
 
 
 def test_the_module_imports_and_runs_every_section():
