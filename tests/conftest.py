@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,15 @@ def page_html(site: Path, page: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-SECTION = re.compile(r"^# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)^# --8<-- \[end:(?P=name)\]", re.M | re.S)
+SECTION = re.compile(r"^(?P<indent>[ \t]*)# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)"
+                     r"^(?P=indent)# --8<-- \[end:(?P=name)\]", re.M | re.S)
 
 
 @functools.cache
 def snippet_sections(module):
-    """{section name: code} of the module-level sections of snippets/<module>.py."""
+    """{section name: code, dedented} of snippets/<module>.py, read independently of pymdownx.snippets."""
     text = (SNIPPETS / f"{module}.py").read_text(encoding="utf-8")
-    return {m["name"]: m["code"] for m in SECTION.finditer(text)}
+    return {m["name"]: textwrap.dedent(m["code"]) for m in SECTION.finditer(text)}
 
 
 def run_section(module, name, after=()):

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
 import snippets.notebooks as notebooks
-from conftest import DOCS, ROOT, page_html
+from conftest import DOCS, ROOT, page_html, snippet_sections
 from test_site import CHAPTERS
 
 CELL_TIMEOUT_S = 300  # wall clock for one cell: generous, the machine may be shared
@@ -214,13 +215,6 @@ def test_committed_notebooks_match_their_pages(generated):
     assert not stale, f"notebooks/ is out of date: {stale}; run `make notebooks` and commit the result"
 
 
-def section_source(file, section):
-    """The text of a snippet section, read independently of pymdownx.snippets."""
-    text = (ROOT / file).read_text(encoding="utf-8")
-    body = re.search(rf"^[ \t]*# --8<-- \[start:{section}\]\n(.*?)^[ \t]*# --8<-- \[end:{section}\]", text, re.M | re.S)
-    return textwrap.dedent(body[1]).strip()
-
-
 def test_every_section_a_page_includes_is_a_cell_of_its_notebook(config, generated):
     for page in notebooks.chapter_pages(config):
         nb = nbformat.reads(generated[notebooks.notebook_name(page)], as_version=4)
@@ -228,7 +222,7 @@ def test_every_section_a_page_includes_is_a_cell_of_its_notebook(config, generat
         for match in INCLUDE.finditer((DOCS / page).read_text(encoding="utf-8")):
             if f"{match['file']}:{match['section']}" == notebooks.FIGURE_RENDER:
                 continue
-            source = section_source(match["file"], match["section"])
+            source = snippet_sections(Path(match["file"]).stem)[match["section"]].strip()
             assert any(source in cell for cell in code), f"{page}: section {match['section']} is not a cell"
 
 
