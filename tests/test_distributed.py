@@ -18,6 +18,27 @@ import snippets.distributed as ddp
 SCRIPT = ROOT / "snippets" / "distributed.py"
 
 
+def teardown_abort_only(stdout, stderr):
+    """True when every epoch ran and the only failure is a C++ abort at interpreter exit, after all of our code.
+
+    Seen here with torch 2.14.1 on 2 CPU cores (3 launches in 44 with the cores busy, none in 26 idle): after destroy_process_group has returned
+    on both ranks, one rank aborts during interpreter finalization with "terminate called without an active
+    exception" and no Python frame on its stack (a joinable C++ thread destroyed at exit). Retried once, never
+    hidden: a second failure fails the test.
+    """
+    return ("terminate called without an active exception" in stderr and "Traceback" not in stderr.split(
+        "terminate called", 1)[0] and stdout.count("epoch ") == 4)
+
+
+def test_only_the_exit_abort_is_retried():
+    epochs = "".join(f"epoch {i}: loss 1.0\n" for i in range(4))
+    abort = "terminate called without an active exception\nE1123 ... failed (exitcode: -6) local_rank: 1"
+    assert teardown_abort_only(epochs, abort)
+    assert not teardown_abort_only(epochs[:-20], abort)  # an epoch missing: a real failure
+    assert not teardown_abort_only(epochs, "Traceback (most recent call last):\n" + abort)  # Python raised first
+    assert not teardown_abort_only(epochs, "RuntimeError: Connection closed by peer")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """torchrun --standalone --nproc-per-node 2 snippets/distributed.py on a small synthetic dataset."""
@@ -26,16 +47,20 @@ def run(tmp_path_factory):
                str(SCRIPT), "--epochs", "4", "--samples", "1024",
                "--summary", str(out / "summary.json"), "--save", str(out / "model.pt")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU and gloo, even on a GPU machine
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # its own process group, killed on timeout
-    try:
-        stdout, stderr = process.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        pytest.fail("torchrun did not finish within 90 s")
-    seconds = time.perf_counter() - start
+    for attempt in (1, 2):
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)  # its own process group, killed on timeout
+        try:
+            stdout, stderr = process.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            pytest.fail("torchrun did not finish within 90 s")
+        seconds = time.perf_counter() - start
+        if attempt == 1 and process.returncode != 0 and teardown_abort_only(stdout, stderr):
+            continue  # torch's crash at interpreter exit, after all our code ran (see teardown_abort_only): once more
+        break
     print(f"torchrun with 2 processes: {seconds:.1f} s")
     assert process.returncode == 0, f"torchrun failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
     summary = json.loads((out / "summary.json").read_text())
