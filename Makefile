@@ -10,7 +10,7 @@ SITE_ENV := OMP_NUM_THREADS=1
 # Shell blocks in the Markdown (run by pytest-codeblocks) call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install serve test build clean notebooks browser-deps
+.PHONY: install serve test lint build clean notebooks browser-deps
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ install: $(VENV)/.installed
 serve: install  ## the site at http://127.0.0.1:8000, rebuilt on every change
 	$(SITE_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-test: install browser-deps  ## every check: unit tests, strict site build, Markdown code blocks, the site in Chromium
+test: install browser-deps lint  ## every check: lint, unit tests, strict site build, Markdown code blocks, Chromium
 	$(SITE_ENV) $(BIN)/python -m pytest --codeblocks tests README.md CONTRIBUTING.md docs
+
+lint: install  ## ruff: lint and format check (code shown on pages at the width of its column: snippets/ruff.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # tests/test_browser.py drives Debian's Chromium (axe-core it installs itself with npm, into build/node/). Installed
 # here when missing and we are root (CI); elsewhere those tests skip with the command to run.

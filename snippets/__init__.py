@@ -1,5 +1,6 @@
-"""PyTorch Guide: the code of every chapter, one module per chapter, cut into named sections.
+"""PyTorch Guide: the code of every chapter, one module per chapter.
 
-Pages include sections with pymdownx.snippets (``--8<-- "snippets/<chapter>.py:<section>"``), the build runs
-them with markdown-exec, and ``tests/test_<chapter>.py`` asserts what the page claims.
+Each module is cut into named sections that pages include with pymdownx.snippets
+(``--8<-- "snippets/<chapter>.py:<section>"``); the build runs them with
+markdown-exec, and ``tests/test_<chapter>.py`` asserts what the page claims.
 """

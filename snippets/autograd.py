@@ -76,6 +76,8 @@ print(torch.allclose(w.grad, full_batch_grad))
 # --8<-- [end:micro_batches]
 
 # --8<-- [start:non_scalar]
+import textwrap
+
 import torch
 
 x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -83,7 +85,7 @@ y = x**2  # three outputs: the gradient of which one?
 try:
     y.backward()
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 
 y.backward(gradient=torch.ones_like(y))  # the gradient of (v * y).sum()
 print(x.grad)  # v = ones: the same as y.sum().backward(), here 2x
@@ -103,8 +105,10 @@ print(z.requires_grad, z.grad_fn)
 with torch.inference_mode():  # no_grad, minus more bookkeeping
     z = w * 2
 print(z.requires_grad, z.is_inference())
+(z + w).sum().backward()  # fine: the sum's backward needs no saved z
+print(w.grad)
 try:
-    (z * w).sum().backward()  # an inference tensor never joins a graph
+    z * w  # the product's backward would need z, and z cannot be saved
 except RuntimeError as error:
     print("RuntimeError:", str(error).split(". ")[0])
 
@@ -126,13 +130,15 @@ print(torch.zeros(3).is_leaf)  # no requires_grad: a leaf too
 # --8<-- [end:leaf]
 
 # --8<-- [start:inplace]
+import textwrap
+
 import torch
 
 w = torch.tensor([1.0, 2.0], requires_grad=True)
 try:
     w.add_(1.0)  # change a leaf that requires grad, while recording
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 with torch.no_grad():
     w.add_(1.0)  # allowed: an update autograd was told not to record
 print(w)
@@ -143,7 +149,8 @@ s.mul_(2)  # overwrite that saved output in place
 try:
     s.sum().backward()
 except RuntimeError as error:
-    print("RuntimeError:", str(error).split(" Hint:")[0])
+    message = str(error).split(" Hint:")[0]  # drop the long hint
+    print(textwrap.fill(f"RuntimeError: {message}", 80))
 # --8<-- [end:inplace]
 
 # --8<-- [start:custom_function]
@@ -191,8 +198,7 @@ class WrongSoftplus(StableSoftplus):
         return grad_output * torch.exp(x)  # a plausible-looking mistake
 
 
-check = torch.autograd.gradcheck(WrongSoftplus.apply, (x64,),
-                                 raise_exception=False)
+check = torch.autograd.gradcheck(WrongSoftplus.apply, (x64,), raise_exception=False)
 print(check)  # the mistake is caught
 # --8<-- [end:gradcheck]
 
@@ -216,8 +222,9 @@ learning_rate = 0.5
 loss = mse_loss(w, b)
 loss.backward()
 print(f"loss before: {loss.item():.4f}")
-print(f"gradients:   dloss/dw = {w.grad.item():.4f}, "
-      f"dloss/db = {b.grad.item():.4f}")
+print(
+    f"gradients:   dloss/dw = {w.grad.item():.4f}, dloss/db = {b.grad.item():.4f}"
+)
 with torch.no_grad():  # the update is not part of the model
     w -= learning_rate * w.grad  # in place: w stays the same leaf
     b -= learning_rate * b.grad
@@ -239,7 +246,7 @@ import matplotlib.pyplot as plt
 w = torch.zeros(1, 1, requires_grad=True)  # start again from zero
 b = torch.zeros(1, requires_grad=True)
 losses = []
-for step in range(25):
+for _ in range(25):
     loss = mse_loss(w, b)
     losses.append(loss.item())
     loss.backward()
@@ -257,8 +264,12 @@ print(f"least squares:    w = {best[0].item():.4f}, b = {best[1].item():.4f}")
 
 fig, ax = plt.subplots(figsize=(5.5, 3))
 ax.plot(losses, marker="o", markersize=3)
-ax.set(title="Gradient descent by hand", xlabel="step",
-       ylabel="mean squared error", yscale="log")
+ax.set(
+    title="Gradient descent by hand",
+    xlabel="step",
+    ylabel="mean squared error",
+    yscale="log",
+)
 # --8<-- [end:descent_loop]
 
 # --8<-- [start:exercise_sigmoid]
@@ -269,8 +280,9 @@ s = torch.sigmoid(x)
 s.sum().backward()  # x.grad[i] = sigmoid'(x[i])
 print(torch.allclose(x.grad, (s * (1 - s)).detach()))  # the identity
 steepest = x.grad.argmax()
-print(f"largest slope: {x.grad[steepest].item():.4f} "
-      f"at x = {x[steepest].item():.1f}")
+print(
+    f"largest slope: {x.grad[steepest].item():.4f} at x = {x[steepest].item():.1f}"
+)
 print(f"slope at x = 6: {x.grad[-1].item():.4f}")  # saturated
 # --8<-- [end:exercise_sigmoid]
 
@@ -299,8 +311,9 @@ y.sum().backward()
 print(y, x.grad)
 
 x64 = x.detach().double().requires_grad_()
-check = torch.autograd.gradcheck(RoundStraightThrough.apply, (x64,),
-                                 raise_exception=False)
+check = torch.autograd.gradcheck(
+    RoundStraightThrough.apply, (x64,), raise_exception=False
+)
 print(check)  # fails, by design: not the true derivative
 # --8<-- [end:exercise_straight_through]
 
@@ -317,8 +330,10 @@ for step in range(6):
     # f'(x), recorded in a graph of its own so that it can be differentiated
     (slope,) = torch.autograd.grad(f(x), x, create_graph=True)
     (curvature,) = torch.autograd.grad(slope, x)  # f''(x)
-    print(f"step {step}: x = {x.item():.6f}, "
-          f"f'(x) = {slope.item():8.5f}, f''(x) = {curvature.item():7.4f}")
+    print(
+        f"step {step}: x = {x.item():.6f}, "
+        f"f'(x) = {slope.item():8.5f}, f''(x) = {curvature.item():7.4f}"
+    )
     with torch.no_grad():
         x -= slope / curvature  # Newton's step towards f'(x) = 0
 print(f"x = {x.item():.6f}, sqrt(1.5) = {1.5**0.5:.6f}")
@@ -332,7 +347,7 @@ x = torch.linspace(-1, 1, 50)
 y = 0.5 * x**2 - x + 2 + 0.05 * torch.randn(50)  # a, b, c = 0.5, -1, 2
 features = torch.stack([x**2, x, torch.ones_like(x)], dim=1)  # (50, 3)
 params = torch.zeros(3, requires_grad=True)  # a, b, c
-for step in range(300):
+for _ in range(300):
     loss = ((features @ params - y) ** 2).mean()
     loss.backward()
     with torch.no_grad():

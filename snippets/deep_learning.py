@@ -1,5 +1,6 @@
 """What deep learning is: the code of docs/deep_learning.md."""
 
+
 # --8<-- [start:rule]
 def celsius_to_fahrenheit(celsius):
     """Traditional programming: a person wrote the rule."""
@@ -17,8 +18,7 @@ from torch import nn
 torch.manual_seed(0)
 # The examples: inputs and their answers (the model never sees the rule).
 celsius = torch.tensor([-40.0, -10, 0, 8, 15, 22, 38]).unsqueeze(1)
-fahrenheit = torch.tensor(
-    [-40.0, 14, 32, 46.4, 59, 71.6, 100.4]).unsqueeze(1)
+fahrenheit = torch.tensor([-40.0, 14, 32, 46.4, 59, 71.6, 100.4]).unsqueeze(1)
 
 # fahrenheit ≈ weight * celsius + bias; both start random
 model = nn.Linear(1, 1)
@@ -29,9 +29,11 @@ for step in range(5001):
     loss.backward()
     optimizer.step()
     if step % 1000 == 0:
-        print(f"step {step:4d}  loss {loss.item():10.4f}  "
-              f"weight {model.weight.item():.4f}  "
-              f"bias {model.bias.item():7.4f}")
+        print(
+            f"step {step:4d}  loss {loss.item():10.4f}  "
+            f"weight {model.weight.item():.4f}  "
+            f"bias {model.bias.item():7.4f}"
+        )
 
 learned_weight, learned_bias = model.weight.item(), model.bias.item()
 with torch.no_grad():
@@ -60,8 +62,7 @@ def fit_and_score(model, steps=300):
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for _ in range(steps):
         logits = model(train_points).squeeze(1)
-        loss = nn.functional.binary_cross_entropy_with_logits(
-            logits, train_labels)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, train_labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -73,7 +74,8 @@ def fit_and_score(model, steps=300):
 torch.manual_seed(0)
 linear_accuracy = fit_and_score(nn.Linear(2, 1))  # one straight line
 deep_accuracy = fit_and_score(
-    nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1)))
+    nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+)
 majority = max(test_labels.mean().item(), 1 - test_labels.mean().item())
 print(f"always answer 'outside':        {majority:.1%}")
 print(f"linear model (no hidden layer): {linear_accuracy:.1%}")
@@ -107,10 +109,13 @@ shapes["LSTM(12, 32)"] = (sequences.shape, lstm_outputs.shape)
 # 8 sequences of 10 tokens, each token a 64-number embedding
 tokens = torch.randn(batch, 10, 64)
 encoder_layer = nn.TransformerEncoderLayer(
-    d_model=64, nhead=4, dim_feedforward=128, batch_first=True)
+    d_model=64, nhead=4, dim_feedforward=128, batch_first=True
+)
 encoder_layer.eval()  # no dropout: the output is deterministic
 shapes["TransformerEncoderLayer(64, 4)"] = (
-    tokens.shape, encoder_layer(tokens).shape)
+    tokens.shape,
+    encoder_layer(tokens).shape,
+)
 
 for block, (shape_in, shape_out) in shapes.items():
     shape_in, shape_out = str(tuple(shape_in)), str(tuple(shape_out))
@@ -127,7 +132,7 @@ kelvin = celsius + 273.15  # the answers; the model only sees the pairs
 
 model = nn.Linear(1, 1)
 optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-for step in range(8001):
+for _ in range(8001):
     loss = nn.functional.mse_loss(model(celsius), kelvin)
     optimizer.zero_grad()
     loss.backward()

@@ -1,8 +1,10 @@
 """GPU and distributed training: the code of docs/gpu.md.
 
-Every section runs on a CPU-only machine: the device falls back to the CPU. Sections that only make sense on a GPU
-(CUDA events, peak memory) define functions, which the page shows without running and tests/test_gpu.py runs on a
-CUDA machine. Module-level code stays cheap: importing this module runs every section.
+Every section runs on a CPU-only machine: the device falls back to the CPU.
+Sections that only make sense on a GPU (CUDA events, peak memory) define
+functions, which the page shows without running and tests/test_gpu.py runs on a
+CUDA machine. Module-level code stays cheap: importing this module runs every
+section.
 """
 
 # --8<-- [start:pick-device]
@@ -10,7 +12,7 @@ import torch
 
 
 def pick_device():
-    """The available accelerator (CUDA, MPS, XPU, ...), or the CPU when there is none."""
+    """The available accelerator (CUDA, MPS, XPU, ...), or the CPU if none."""
     accelerator = torch.accelerator.current_accelerator(check_available=True)
     return accelerator if accelerator is not None else torch.device("cpu")
 
@@ -22,10 +24,11 @@ print("device:", device)
 # --8<-- [start:accelerator-trap]
 import torch
 
-print("torch built for CUDA:", torch.version.cuda)  # None on a CPU-only or macOS build
+print("torch built for CUDA:", torch.version.cuda)  # None: CPU-only or macOS build
 print("accelerator available:", torch.accelerator.is_available())
 print("current_accelerator():", torch.accelerator.current_accelerator())
-print("current_accelerator(check_available=True):", torch.accelerator.current_accelerator(check_available=True))
+available = torch.accelerator.current_accelerator(check_available=True)
+print("current_accelerator(check_available=True):", available)
 # --8<-- [end:accelerator-trap]
 
 # --8<-- [start:move]
@@ -33,24 +36,27 @@ import torch
 from torch import nn
 
 torch.manual_seed(0)
-model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)  # once
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # create it after moving the model
+model = nn.Sequential(
+    nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)
+).to(device)  # once
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # after moving the model
 
-images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))  # a batch, as a DataLoader yields it
-images, labels = images.to(device), labels.to(device)  # every batch: .to returns a copy on the device
+images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+images, labels = images.to(device), labels.to(device)  # every batch: a copy
 loss = nn.functional.cross_entropy(model(images), labels)
 optimizer.zero_grad()
 loss.backward()
 optimizer.step()
 print("parameters on:", {p.device.type for p in model.parameters()})
-print("batch on:", images.device, "| loss on:", loss.device, "| loss:", round(loss.item(), 4))
+print("batch on:", images.device, "| loss on:", loss.device)
+print("loss:", round(loss.item(), 4))
 # --8<-- [end:move]
 
 # --8<-- [start:device-mismatch]
 import torch
 from torch import nn
 
-# The meta device holds shapes but no data: here it stands in for "another device" on a machine without a GPU.
+# The meta device holds shapes but no data: here it plays "another device".
 layer = nn.Linear(784, 10).to("meta")
 batch = torch.randn(32, 784)  # forgot to move it
 try:
@@ -59,9 +65,12 @@ except RuntimeError as error:
     mismatch_message = str(error)
     print("RuntimeError:", mismatch_message)
 
-weight_device = next(layer.parameters()).device  # the fix: move the batch to where the parameters are
+weight_device = next(layer.parameters()).device  # the fix: move the batch there
 output = layer(batch.to(weight_device))
 print("fixed:", tuple(output.shape), "on", output.device)
+
+# A Python number, or a 0-d CPU tensor, mixes with a tensor on any device:
+print("scaled:", (output * 0.5).device, (output * torch.tensor(0.5)).device)
 # --8<-- [end:device-mismatch]
 
 # --8<-- [start:time-it]
@@ -72,13 +81,13 @@ import torch
 
 
 def time_it(fn, device, warmup=3, repeats=10):
-    """Median wall time of fn() in milliseconds, waiting for the device to finish each call."""
+    """Median wall time of fn() in ms, waiting for the device after each call."""
 
     def sync():
         if torch.device(device).type != "cpu":
-            torch.accelerator.synchronize()  # wait until the queued kernels have run
+            torch.accelerator.synchronize()  # wait until queued kernels ran
 
-    for _ in range(warmup):  # first calls pay one-off costs: kernel selection, caches, memory pool growth
+    for _ in range(warmup):  # first calls pay one-off costs (kernel choice...)
         fn()
     sync()
     times = []
@@ -101,7 +110,8 @@ import torch
 
 
 def time_cuda_ms(fn, warmup=3, repeats=10):
-    """Median GPU time of fn() in milliseconds, measured by CUDA events recorded on the stream."""
+    """Median time of fn() in ms between two CUDA events on the stream: the GPU
+    clock from the first to the last, idle gaps between kernels included."""
     for _ in range(warmup):
         fn()
     times = []
@@ -111,9 +121,11 @@ def time_cuda_ms(fn, warmup=3, repeats=10):
         start.record()  # queued on the stream, like a kernel
         fn()
         end.record()
-        end.synchronize()  # wait for the end event, then read the time between the two
+        end.synchronize()  # wait for the end event, then read the interval
         times.append(start.elapsed_time(end))
     return sorted(times)[len(times) // 2]
+
+
 # --8<-- [end:cuda-events]
 
 # --8<-- [start:loader]
@@ -122,24 +134,26 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 def make_loader(dataset, batch_size, device, num_workers=2, shuffle=True):
-    """A DataLoader that prepares batches in worker processes and, for CUDA, in page-locked (pinned) memory."""
+    """Batches prepared by worker processes, in pinned memory for an accelerator."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
-        num_workers=num_workers,  # batches are prepared in parallel while the device computes
+        num_workers=num_workers,  # prepared in parallel while the device computes
         persistent_workers=num_workers > 0,  # keep the workers between epochs
-        pin_memory=torch.device(device).type == "cuda",  # pinned memory makes non_blocking copies asynchronous
+        pin_memory=torch.device(device).type != "cpu",  # for non_blocking copies
     )
 
 
 generator = torch.Generator().manual_seed(0)
-dataset = TensorDataset(torch.randn(1000, 1, 28, 28, generator=generator), torch.randint(0, 10, (1000,)))
+inputs = torch.randn(1000, 1, 28, 28, generator=generator)
+dataset = TensorDataset(inputs, torch.randint(0, 10, (1000,)))
 loader = make_loader(dataset, batch_size=256, device=device, num_workers=0)
 for images, labels in loader:
-    images = images.to(device, non_blocking=True)  # returns at once if the copy can overlap with compute
+    images = images.to(device, non_blocking=True)  # can overlap with compute
     labels = labels.to(device, non_blocking=True)
-print("batches per epoch:", len(loader), "| last batch:", tuple(images.shape), "| pinned:", loader.pin_memory)
+print("batches per epoch:", len(loader), "| last batch:", tuple(images.shape))
+print("pinned:", loader.pin_memory)
 # --8<-- [end:loader]
 
 # --8<-- [start:on-device]
@@ -147,10 +161,10 @@ import torch
 
 
 def device_batches(images, labels, batch_size, generator=None):
-    """Shuffled mini-batches of tensors that already live on the device: no DataLoader, no copies."""
+    """Shuffled mini-batches of tensors that already live on the device."""
     order = torch.randperm(len(images), device=images.device, generator=generator)
     for start in range(0, len(images), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         yield images[index], labels[index]
 
 
@@ -158,10 +172,10 @@ mnist_train_bytes = 60_000 * 784 * 4  # 60,000 images of 28x28 float32 pixels
 print(f"MNIST training images as float32: {mnist_train_bytes / 1e6:.0f} MB")
 
 generator = torch.Generator(device=device).manual_seed(0)
-all_images = torch.randn(1000, 1, 28, 28, device=device)  # stands in for the whole dataset, moved once
+all_images = torch.randn(1000, 1, 28, 28, device=device)  # moved once
 all_labels = torch.randint(0, 10, (1000,), device=device)
-sizes = [len(x) for x, _ in device_batches(all_images, all_labels, 256, generator)]
-print("batch sizes:", sizes)
+batches = device_batches(all_images, all_labels, 256, generator)
+print("batch sizes:", [len(x) for x, _ in batches])
 # --8<-- [end:on-device]
 
 # --8<-- [start:autocast]
@@ -170,15 +184,24 @@ from torch import nn
 
 torch.manual_seed(0)
 net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
-x, y = torch.randn(64, 784, device=device), torch.randint(0, 10, (64,), device=device)
+x = torch.randn(64, 784, device=device)
+y = torch.randint(0, 10, (64,), device=device)
 
 with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
     hidden = net[0](x)
     logits = net(x)
+    probabilities = logits.softmax(dim=1)
     loss = nn.functional.cross_entropy(logits, y)
-    autocast_dtypes = {"input": x.dtype, "linear output": hidden.dtype, "logits": logits.dtype, "loss": loss.dtype}
 loss.backward()  # outside the autocast block
-autocast_dtypes |= {"weight": net[0].weight.dtype, "weight.grad": net[0].weight.grad.dtype}
+autocast_dtypes = {
+    "input": x.dtype,
+    "linear output": hidden.dtype,
+    "logits": logits.dtype,
+    "softmax": probabilities.dtype,
+    "loss": loss.dtype,
+    "weight": net[0].weight.dtype,
+    "weight.grad": net[0].weight.grad.dtype,
+}
 for name, dtype in autocast_dtypes.items():
     print(f"{name:>14}: {dtype}")
 # --8<-- [end:autocast]
@@ -189,23 +212,25 @@ from torch import nn
 
 
 def amp_step(model, optimizer, scaler, x, y, dtype):
-    """One mixed-precision training step; with float16 the scaler keeps small gradients from flushing to zero."""
+    """One mixed-precision training step; with float16 the scaler keeps small
+    gradients from flushing to zero."""
     with torch.autocast(device_type=x.device.type, dtype=dtype):
         loss = nn.functional.cross_entropy(model(x), y)
     optimizer.zero_grad()
     scaler.scale(loss).backward()  # backward of loss * scale
-    scaler.step(optimizer)  # unscales the gradients; skips the step if any is inf or NaN
-    scaler.update()  # grows the scale after a run of good steps, shrinks it after an overflow
+    scaler.step(optimizer)  # unscales the gradients; skips the step on inf/NaN
+    scaler.update()  # grows the scale after good steps, shrinks it on overflow
     return loss.item()
 
 
 torch.manual_seed(0)
 net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
 optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-scaler = torch.amp.GradScaler(device.type)  # only needed for float16; bfloat16 has float32's range
-x, y = torch.randn(64, 784, device=device), torch.randint(0, 10, (64,), device=device)
-scaled_losses = [amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)]
-print("losses:", [round(v, 3) for v in scaled_losses])
+scaler = torch.amp.GradScaler(device.type)  # only needed for float16
+x = torch.randn(64, 784, device=device)
+y = torch.randint(0, 10, (64,), device=device)
+losses = [amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)]
+print("losses:", [round(v, 3) for v in losses])
 print("scale:", scaler.get_scale(), "| master weights:", net[0].weight.dtype)
 # --8<-- [end:grad-scaler]
 
@@ -216,26 +241,25 @@ import torch
 from torch import nn
 
 
-def measure_compile(model, example, repeats=20):
-    """Seconds the first compiled call takes, and the eager and compiled times per call (ms) after warm-up."""
-    compiled = torch.compile(model)  # cheap: compilation happens on the first call
+def measure_compile(model, example, device, repeats=20):
+    """Seconds the first compiled call takes (compiling), and the eager and
+    compiled times per call in ms after warm-up, timed with time_it."""
+    compiled = torch.compile(model)  # cheap: compiling happens on the first call
     start = time.perf_counter()
-    compiled(example)  # traces the model and generates and compiles kernels
+    compiled(example)  # traces the model, generates and compiles kernels
+    if torch.device(device).type != "cpu":
+        torch.accelerator.synchronize()
     compile_s = time.perf_counter() - start
-    per_call_ms = {}
-    for name, fn in [("eager", model), ("compiled", compiled)]:
-        for _ in range(3):
-            fn(example)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn(example)
-        per_call_ms[name] = (time.perf_counter() - start) / repeats * 1000
+    per_call_ms = {
+        "eager": time_it(lambda: model(example), device, repeats=repeats),
+        "compiled": time_it(lambda: compiled(example), device, repeats=repeats),
+    }
     return compile_s, per_call_ms
 
 
-
 def compiled_train_step(model, optimizer):
-    """A training step under torch.compile: Dynamo compiles the forward (with its backward) and the update."""
+    """A training step under torch.compile: Dynamo compiles the forward (with its
+    backward) and the update."""
 
     @torch.compile
     def step(x, y):
@@ -246,6 +270,8 @@ def compiled_train_step(model, optimizer):
         return loss
 
     return step
+
+
 # --8<-- [end:compile]
 
 # --8<-- [start:peak-memory]
@@ -253,12 +279,14 @@ import torch
 
 
 def peak_memory_mb(fn, device="cuda"):
-    """Largest amount of GPU memory held by tensors while fn() ran, in MB."""
+    """Most GPU memory held by tensors while fn() ran, in MB."""
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) / 1e6
+
+
 # --8<-- [end:peak-memory]
 
 # --8<-- [start:oom]
@@ -266,19 +294,21 @@ import torch
 
 
 def largest_batch_that_fits(step, batch_size):
-    """Halve the batch size until one training step runs without running out of device memory."""
+    """Halve the batch size until a training step runs without running out of
+    device memory."""
     while batch_size >= 1:
         try:
             step(batch_size)
             return batch_size
         except torch.OutOfMemoryError:
-            batch_size //= 2  # the failed step's tensors are freed when the exception is dropped
+            batch_size //= 2  # the failed step's tensors are freed with the error
     raise RuntimeError("even a batch of 1 does not fit")
 
 
-def pretend_step(batch_size):  # a stand-in for a real step on a GPU with room for 300 samples
+def pretend_step(batch_size):  # stands in for a GPU with room for 300 samples
     if batch_size > 300:
-        raise torch.OutOfMemoryError(f"CUDA out of memory (simulated: batch of {batch_size})")
+        message = f"CUDA out of memory (simulated: batch of {batch_size})"
+        raise torch.OutOfMemoryError(message)
 
 
 print("largest batch that fits:", largest_batch_that_fits(pretend_step, 1024))
@@ -299,13 +329,14 @@ big_batch_grad = net[0].weight.grad.clone()
 net.zero_grad()
 steps = 4  # four micro-batches of 16: a quarter of the memory for activations
 for x_part, y_part in zip(x.chunk(steps), y.chunk(steps)):
-    loss = nn.functional.cross_entropy(net(x_part), y_part) / steps  # mean of the four means
+    loss = nn.functional.cross_entropy(net(x_part), y_part) / steps  # mean of means
     loss.backward()  # gradients add up in .grad
 accumulated_grad = net[0].weight.grad.clone()
 # then optimizer.step() and optimizer.zero_grad(), once per 4 micro-batches
 
+difference = (big_batch_grad - accumulated_grad).abs().max().item()
 print("same gradient:", torch.allclose(big_batch_grad, accumulated_grad, atol=1e-6))
-print("largest difference:", (big_batch_grad - accumulated_grad).abs().max().item())
+print("largest difference below 1e-7:", difference < 1e-7)  # float32 rounding
 # --8<-- [end:grad-accumulation]
 
 # --8<-- [start:sampler]
@@ -315,56 +346,42 @@ from torch.utils.data import DistributedSampler
 data = list(range(10))  # any dataset with a length
 for epoch in range(2):
     for rank in range(2):
-        sampler = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        sampler = DistributedSampler(
+            data, num_replicas=2, rank=rank, shuffle=True, seed=0
+        )
         sampler.set_epoch(epoch)  # without it, every epoch repeats the same order
         print(f"epoch {epoch} rank {rank}: {list(sampler)}")
+
+odd = list(range(11))  # 11 does not divide by 2 ranks: the sampler pads
+for rank in range(2):
+    padded = DistributedSampler(odd, num_replicas=2, rank=rank, shuffle=False)
+    dropped = DistributedSampler(
+        odd, num_replicas=2, rank=rank, shuffle=False, drop_last=True
+    )
+    print(f"11 samples, rank {rank}: {list(padded)}; drop_last: {list(dropped)}")
 # --8<-- [end:sampler]
-
-# --8<-- [start:bench-results]
-from snippets.records import check_fresh, format_provenance, read_record
-
-bench = check_fresh(read_record("gpu_bench"))
-metrics = bench["metrics"]
-config = metrics["config"]
-print(f"MNIST MLP {config['hidden']}, batch {config['batch_size']}, AdamW + one-cycle, peak lr {config['lr']}")
-print(f"until {config['target_accuracy']:.0%} test accuracy, at most {config['max_epochs']} epochs\n")
-print(f"{'':5}{'variant':<11}{'images/s':>9}{'fastest s':>10}{'first s':>9}{'epochs':>7}{'to target s':>12}"
-      f"{'best acc':>9}")
-for kind in ["cpu", "gpu"]:
-    runs = metrics["devices"][kind]
-    if runs is None:
-        print(f"{kind.upper():<5}{metrics['missing'][kind]}")
-        continue
-    for name in metrics["variants"]:
-        run = runs["variants"][name]
-        to_target = f"{run['time_to_target_s']:.1f}" if run["time_to_target_s"] is not None else "not reached"
-        epochs = run["epochs_to_target"] or len(run["accuracy"])
-        fastest = min(run["epoch_s"])  # the epoch least slowed down by other work on the machine
-        print(f"{kind.upper():<5}{name:<11}{run['images_per_s']:>9,.0f}{fastest:>10.2f}{run['epoch_s'][0]:>9.2f}"
-              f"{epochs:>7}{to_target:>12}{max(run['accuracy']):>9.2%}")
-load = metrics["load_average_1min"]
-print(f"\nload average (1 min) of the {load['cpus']}-CPU machine: {load['before']} before, {load['after']} after")
-print(format_provenance(bench))
-# --8<-- [end:bench-results]
 
 # --8<-- [start:exercise-to-device]
 import torch
 
 
 def to_device(batch, device):
-    """Move every tensor in a (possibly nested) tuple, list or dict of tensors to the device."""
+    """Move every tensor in a (nested) tuple, list or dict of tensors to device."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        # asynchronous only host -> accelerator: a copy back to the CPU
+        # could be read before it has arrived
+        return batch.to(device, non_blocking=torch.device(device).type != "cpu")
     if isinstance(batch, dict):
         return {key: to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple takes its fields as arguments
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
         return type(batch)(*(to_device(value, device) for value in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(value, device) for value in batch)
     return batch  # strings, numbers: left alone
 
 
-moved = to_device({"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}, torch.device("meta"))
+batch = {"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}
+moved = to_device(batch, torch.device("meta"))
 print(moved["image"].device, moved["meta"][0].device, moved["meta"][1])
 # --8<-- [end:exercise-to-device]
 
@@ -381,8 +398,10 @@ nn.functional.cross_entropy(linear(x), y).backward()
 full_grad = linear.weight.grad.clone()
 
 linear.zero_grad()
-for x_part, y_part in [(x[:7], y[:7]), (x[7:], y[7:])]:  # uneven micro-batches: 7 and 3 samples
-    loss = nn.functional.cross_entropy(linear(x_part), y_part) * len(x_part) / len(x)  # weight by share of samples
+for x_part, y_part in [(x[:7], y[:7]), (x[7:], y[7:])]:  # 7 and 3 samples
+    share = len(x_part) / len(x)  # weight each mean by its share of the samples
+    loss = nn.functional.cross_entropy(linear(x_part), y_part) * share
     loss.backward()
-print("same gradient with uneven micro-batches:", torch.allclose(full_grad, linear.weight.grad, atol=1e-6))
+same = torch.allclose(full_grad, linear.weight.grad, atol=1e-6)
+print("same gradient with uneven micro-batches:", same)
 # --8<-- [end:exercise-accumulation]

@@ -50,8 +50,12 @@ fig, ax = plt.subplots(figsize=(6.4, 3.6))
 for label, output in curves.items():
     style = "--" if label.startswith("step") else "-"
     ax.plot(first_input, output, label=label, linestyle=style)
-ax.set(title="One neuron's output as its first input varies",
-       xlabel="first input x₁", ylabel="neuron output", ylim=(-1.2, 3.8))
+ax.set(
+    title="One neuron's output as its first input varies",
+    xlabel="first input x₁",
+    ylabel="neuron output",
+    ylim=(-1.2, 3.8),
+)
 ax.axhline(0, color="black", linewidth=0.5)
 ax.legend()
 # --8<-- [end:activation_figure]
@@ -69,8 +73,7 @@ x = torch.tensor([0.5, -1.0, 2.0])
 with torch.no_grad():  # only looking at numbers: no gradients needed
     layer_output = layer(x)
     # neuron by neuron: each row of the weight is one neuron's weights
-    by_rows = torch.stack(
-        [row @ x + b for row, b in zip(layer.weight, layer.bias)])
+    by_rows = torch.stack([row @ x + b for row, b in zip(layer.weight, layer.bias)])
     as_matrix_product = x @ layer.weight.T + layer.bias
 print("layer(x):          ", layer_output)
 print("neuron by neuron:  ", by_rows)
@@ -85,7 +88,7 @@ torch.manual_seed(0)
 model = nn.Sequential(
     nn.Linear(784, 128),  # hidden layer: 128 neurons, each sees 784 pixels
     nn.ReLU(),
-    nn.Linear(128, 10),   # output layer: one score per digit 0-9
+    nn.Linear(128, 10),  # output layer: one score per digit 0-9
 )
 images = torch.rand(2, 784)  # a batch of 2 flattened 28×28 images
 logits = model(images)
@@ -183,8 +186,7 @@ print("ReLU(z) =", torch.relu(exercise_z).item())
 from torch import nn
 
 # 3072 = 3·32·32 colour pixel values
-cifar_mlp = nn.Sequential(
-    nn.Linear(3072, 512), nn.ReLU(), nn.Linear(512, 10))
+cifar_mlp = nn.Sequential(nn.Linear(3072, 512), nn.ReLU(), nn.Linear(512, 10))
 cifar_count = sum(p.numel() for p in cifar_mlp.parameters())
 cifar_formula = 3072 * 512 + 512 + 512 * 10 + 10
 print(f"{cifar_formula:,} by the formula, {cifar_count:,} counted")

@@ -7,12 +7,14 @@ only this site has:
 
 - Material blocks (admonitions, ``??? success "Solution"``, content tabs) become a bold title and a blockquote; the
   code fences inside them become top-level code cells, so a solution follows its exercise.
-- The hidden figure-render fence is dropped: the notebook shows figures itself (``%matplotlib inline``).
+- Hidden fences (executed, without ``source=``) are the site's, not the reader's: the figure renderer is dropped
+  (the notebook shows figures itself, ``%matplotlib inline``) and a block that shows a recorded run's results
+  becomes a note linking the page, where those results are. No cell imports this repository's code.
 - A section the page shows but does not run (a plain ``python`` fence after a ``pytest.mark.skip`` marker: a full
   training run, a GPU benchmark) stays a code cell for the reader, tagged ``skip-execution`` so the test skips it,
   as the site build does.
 - Shell fences stay Markdown (commands for a terminal, not cells); links to pages point at the published site.
-- A first code cell sets the runtime up: on Colab only, it clones the repository (cells may import ``snippets``).
+- A first code cell sets the runtime up (figures inline).
 
 Used two ways: the MkDocs hook below publishes ``notebooks/<name>.ipynb`` with the site and gives each chapter page
 its "Download notebook" and "Open in Colab" links; ``python -m snippets.notebooks`` writes the copies committed in
@@ -201,26 +203,8 @@ class Converter:
         return _LINK.sub(rewrite, text)
 
     def setup_cell(self):
-        """The first code cell: fetch the guide's code on Colab (some cells import ``snippets``); show figures."""
-        lines = ["# Run this cell first. On Colab it fetches the guide's code, which some cells import."]
-        if self.repository:
-            lines += [
-                "import os",
-                "import subprocess",
-                "import sys",
-                "",
-                'if "google.colab" in sys.modules:',
-                '    clone = os.path.expanduser("~/pytorch-guide")',
-                "    if not os.path.isdir(clone):",
-                f'        subprocess.run(["git", "clone", "--quiet", "--depth=1", "--branch={self.branch}",',
-                f'                        "{self.repository}", clone], check=True)',
-                "    os.chdir(clone)",
-                "    if clone not in sys.path:",
-                "        sys.path.insert(0, clone)",
-                "",
-            ]
-        lines.append("%matplotlib inline")
-        return "\n".join(lines)
+        """The first code cell: figures appear below the cells that draw them."""
+        return "# Run this cell first: figures then appear below the cells that draw them.\n%matplotlib inline"
 
     def notebook(self, src_uri, text):
         """The notebook of the page ``src_uri`` (relative to docs/) whose Markdown is ``text``."""
@@ -255,9 +239,13 @@ class Converter:
                 skip_reason = None
                 continue
             includes = [_INCLUDE.match(line) for line in source.split("\n") if line.strip()]
+            if cell.metadata.get("exec") == "on" and "source" not in cell.metadata:  # hidden on the page
+                if not any(inc and inc["target"] == FIGURE_RENDER for inc in includes):
+                    link = self.absolute_links(f"[the page]({src_uri})", src_uri)
+                    cells.append(nbformat.v4.new_markdown_cell(
+                        f"*Here {link} shows results from its recorded run.*"))
+                continue
             if includes and all(includes):
-                if any(inc["target"] == FIGURE_RENDER for inc in includes):
-                    continue  # the site's hidden figure renderer: the notebook shows figures inline
                 source = self.expand(source)
             tags = []
             if skip_reason is not None:

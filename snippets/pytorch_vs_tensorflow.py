@@ -84,8 +84,7 @@ class Checked(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+        self.layers = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
 
     def forward(self, x):
         for index, layer in enumerate(self.layers):
@@ -93,7 +92,8 @@ class Checked(nn.Module):
             if not torch.isfinite(x).all():
                 name = type(layer).__name__
                 raise ValueError(
-                    f"layer {index} ({name}) produced non-finite values")
+                    f"layer {index} ({name}) produced non-finite values"
+                )
         return x
 
 

@@ -8,6 +8,8 @@ did not, so a record can never silently go stale.
 
 import datetime
 import hashlib
+import html
+import io
 import json
 import os
 import platform
@@ -135,10 +137,39 @@ def format_provenance(record):
     return "\n".join(f"{key:>11}: {prov[key]}" for key in keys if key in prov)
 
 
-if __name__ == "__main__":  # shown on the MNIST page: how a page knows its record is not stale
-    # --8<-- [start:check-fresh]
-    from snippets.records import check_fresh, read_record
+class RecordedText:
+    """Lines to show as an output block marked as read from ``record``: call it like ``print``, then print it.
 
-    record = check_fresh(read_record("mnist"))  # raises StaleRecordError if mnist.py changed since
-    print("record made by code", record["provenance"]["code_hash"][:12], "which still matches the code")
-    # --8<-- [end:check-fresh]
+    For the hidden blocks of a page (``exec="on" html="1"``), which print HTML: ``print(text)`` renders the lines as
+    an output block captioned with the record file it comes from, so a reader sees where the numbers come from and
+    tests/test_paste.py knows that no code shown on the page printed them. (markdown-exec replaces ``print`` inside
+    a block, so the lines are collected here rather than by redirecting standard output.)
+    """
+
+    def __init__(self, record):
+        self.record = record
+        self.buffer = io.StringIO()
+
+    def __call__(self, *values, sep=" ", end="\n"):
+        print(*values, sep=sep, end=end, file=self.buffer)
+
+    def __str__(self):
+        name = self.record["name"]
+        text = html.escape(self.buffer.getvalue().rstrip("\n"))
+        return (
+            f'<div class="guide-record"><p class="guide-record__caption">From the recorded run '
+            f'<a href="../records/{name}.json">records/{name}.json</a></p>'
+            f'<div class="language-text highlight"><pre><span></span><code>{text}</code></pre></div></div>'
+        )
+
+
+def describe(record):
+    """Provenance and freshness of a record, as lines for a page: when, where, with what, and that it is current."""
+    check_fresh(record)
+    prov = record["provenance"]
+    return "\n".join([
+        f"recorded {prov['date'][:10]} on {prov['device_name']}",
+        f"with torch {prov['torch']}, Python {prov['python']}",
+        f"by {prov['command']}",
+        f"code hash {prov['code_hash'][:12]}: the code that made it is the code on this page",
+    ])

@@ -116,6 +116,8 @@ print(x)  # unchanged by the write to the copy
 # --8<-- [end:views]
 
 # --8<-- [start:contiguity]
+import textwrap
+
 import torch
 
 m = torch.arange(6).view(2, 3)
@@ -125,7 +127,7 @@ print("contiguous:", m.is_contiguous(), t.is_contiguous())
 try:
     t.view(6)  # t's elements are not in row-major order in memory
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 
 flat = t.reshape(6)  # a view when possible, a copy when not
 print(flat, "shares m's memory:", flat.data_ptr() == m.data_ptr())
@@ -177,6 +179,8 @@ print("feature means now:", centered.mean(dim=0))  # 0, up to rounding
 # --8<-- [end:broadcasting_center]
 
 # --8<-- [start:broadcasting_error]
+import textwrap
+
 import torch
 
 a = torch.ones(2, 3)
@@ -184,7 +188,7 @@ b = torch.tensor([10.0, 20.0])  # meant as one value per ROW of a
 try:
     a + b  # (2, 3) with (2,): the last sizes are 3 and 2, neither is 1
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 print(a + b[:, None])  # b as a column, (2, 1): repeated along each row
 # --8<-- [end:broadcasting_error]
 
@@ -220,6 +224,8 @@ print(a)
 # --8<-- [end:math]
 
 # --8<-- [start:matmul]
+import textwrap
+
 import torch
 
 A = torch.arange(6.0).reshape(2, 3)
@@ -235,11 +241,13 @@ print(A * A)  # the elementwise product: NOT a matrix product
 try:
     A @ A  # (2, 3) @ (2, 3): inner sizes 3 and 2 differ
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 print((A @ A.T).shape)  # (2, 3) @ (3, 2) -> (2, 2)
 # --8<-- [end:matmul]
 
 # --8<-- [start:reductions]
+import textwrap
+
 import torch
 
 scores = torch.tensor([[1.0, 5.0, 2.0], [4.0, 0.0, 6.0]])  # 2 rows, 3 cols
@@ -255,7 +263,7 @@ print(scores / scores.sum(dim=1, keepdim=True))  # each row sums to 1
 try:
     torch.arange(3).mean()  # a mean of integers is not an integer
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 # --8<-- [end:reductions]
 
 # --8<-- [start:keepdim_trap]
@@ -268,6 +276,8 @@ print("row sums, wrong:", wrong.sum(dim=1), " right:", right.sum(dim=1))
 # --8<-- [end:keepdim_trap]
 
 # --8<-- [start:numpy]
+import textwrap
+
 import numpy as np
 import torch
 
@@ -289,7 +299,7 @@ print(shared.float().dtype)  # models use float32: convert before use
 try:
     torch.ones(2, requires_grad=True).numpy()
 except RuntimeError as error:
-    print("RuntimeError:", error)
+    print(textwrap.fill(f"RuntimeError: {error}", 80))
 # --8<-- [end:numpy]
 
 # --8<-- [start:device]
@@ -331,8 +341,15 @@ labels = torch.tensor([2, 0, 1, 2, 1])
 one_hot = (labels[:, None] == torch.arange(3)).float()  # (5, 1) vs (3,)
 print(one_hot)
 
-logits = torch.tensor([[0.1, 0.2, 3.0], [2.0, 0.5, 0.1], [0.3, 0.1, 0.2],
-                       [0.0, 0.1, 0.9], [0.2, 1.5, 0.3]])
+logits = torch.tensor(
+    [
+        [0.1, 0.2, 3.0],
+        [2.0, 0.5, 0.1],
+        [0.3, 0.1, 0.2],
+        [0.0, 0.1, 0.9],
+        [0.2, 1.5, 0.3],
+    ]
+)
 predictions = logits.argmax(dim=1)
 accuracy = (predictions == labels).float().mean()  # True -> 1.0, then mean
 print(predictions, accuracy)

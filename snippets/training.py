@@ -5,10 +5,9 @@ import torch
 from torch import nn
 
 # classification: 4 samples, 3 classes; the model outputs raw scores (logits)
-logits = torch.tensor([[2.0, 0.5, -1.0],
-                       [0.1, 0.2, 3.0],
-                       [1.0, 1.0, 1.0],
-                       [-0.5, 2.5, 0.0]])
+logits = torch.tensor(
+    [[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [-0.5, 2.5, 0.0]]
+)
 labels = torch.tensor([0, 2, 1, 1])  # the correct class of each sample
 
 # log-softmax: log p_k = z_k - log(sum_j exp z_j)
@@ -84,9 +83,9 @@ x_wave = torch.rand(200, 1, generator=g) * 4 - 2
 y_wave = torch.sin(2 * x_wave) + 0.1 * torch.randn(200, 1, generator=g)
 
 torch.manual_seed(0)
-start = nn.Sequential(nn.Linear(1, 32), nn.Tanh(),
-                      nn.Linear(32, 32), nn.Tanh(),
-                      nn.Linear(32, 1))
+start = nn.Sequential(
+    nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1)
+)
 make_optimizer = {
     "SGD": lambda p: torch.optim.SGD(p, lr=0.05),
     "SGD + momentum": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
@@ -96,12 +95,15 @@ curves = {}
 for name, make in make_optimizer.items():
     model = copy.deepcopy(start)  # the same initial weights for each
     optimizer = make(model.parameters())
-    curves[name] = [train_step(model, nn.MSELoss(), optimizer, x_wave, y_wave)
-                    for _ in range(300)]
-    below = next((i for i, loss in enumerate(curves[name]) if loss < 0.02),
-                 None)
-    print(f"{name:14}  loss {curves[name][0]:.4f} -> {curves[name][-1]:.4f}"
-          f"  first below 0.02 at step {below}")
+    curves[name] = [
+        train_step(model, nn.MSELoss(), optimizer, x_wave, y_wave)
+        for _ in range(300)
+    ]
+    below = next((i for i, loss in enumerate(curves[name]) if loss < 0.02), None)
+    print(
+        f"{name:14}  loss {curves[name][0]:.4f} -> {curves[name][-1]:.4f}"
+        f"  first below 0.02 at step {below}"
+    )
 # --8<-- [end:optimizers]
 
 # --8<-- [start:optimizers-plot]
@@ -111,8 +113,12 @@ fig, ax = plt.subplots(figsize=(7, 3.6))
 for name, curve in curves.items():
     ax.plot(curve, label=name)
 ax.axhline(0.01, color="gray", linestyle=":", label="noise variance 0.01")
-ax.set(title="One problem, three optimizers", xlabel="step",
-       ylabel="training loss (MSE)", yscale="log")
+ax.set(
+    title="One problem, three optimizers",
+    xlabel="step",
+    ylabel="training loss (MSE)",
+    yscale="log",
+)
 ax.legend()
 ax.grid(alpha=0.3)
 # --8<-- [end:optimizers-plot]
@@ -122,18 +128,22 @@ import torch
 from torch.utils.data import TensorDataset, random_split
 
 g = torch.Generator().manual_seed(0)
-dataset = TensorDataset(torch.randn(1000, 2, generator=g),
-                        torch.randint(0, 2, (1000,), generator=g))
+dataset = TensorDataset(
+    torch.randn(1000, 2, generator=g), torch.randint(0, 2, (1000,), generator=g)
+)
 train_set, val_set, test_set = random_split(
-    dataset, [0.8, 0.1, 0.1], generator=torch.Generator().manual_seed(42))
+    dataset, [0.8, 0.1, 0.1], generator=torch.Generator().manual_seed(42)
+)
 print("sizes:", len(train_set), len(val_set), len(test_set))
 
-train_idx, val_idx, test_idx = (set(s.indices)
-                                for s in (train_set, val_set, test_set))
+train_idx, val_idx, test_idx = (
+    set(s.indices) for s in (train_set, val_set, test_set)
+)
 # disjoint and complete: the three index sets together hold all 1000
 print("disjoint:", len(train_idx | val_idx | test_idx) == len(dataset))
-again = random_split(dataset, [0.8, 0.1, 0.1],
-                     generator=torch.Generator().manual_seed(42))
+again = random_split(
+    dataset, [0.8, 0.1, 0.1], generator=torch.Generator().manual_seed(42)
+)
 print("same seed, same split:", again[0].indices == train_set.indices)
 # --8<-- [end:splits]
 
@@ -158,38 +168,46 @@ x_val, y_val = noisy_wave(200)
 def fit(weight_decay, steps=1000):
     """Train a 1-64-64-1 MLP; keep the curves and the best checkpoint."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(1, 64), nn.ReLU(),
-                          nn.Linear(64, 64), nn.ReLU(),
-                          nn.Linear(64, 1))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01,
-                                  weight_decay=weight_decay)
+    model = nn.Sequential(
+        nn.Linear(1, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=0.01, weight_decay=weight_decay
+    )
     run = {"model": model, "train": [], "val": [], "best_val": float("inf")}
     for step in range(steps):
-        run["train"].append(train_step(model, nn.MSELoss(), optimizer,
-                                       x_train, y_train))
+        run["train"].append(
+            train_step(model, nn.MSELoss(), optimizer, x_train, y_train)
+        )
         run["val"].append(evaluate(model, nn.MSELoss(), x_val, y_val))
         if run["val"][-1] < run["best_val"]:  # keep the best checkpoint
-            run.update(best_val=run["val"][-1], best_step=step,
-                       best_state=copy.deepcopy(model.state_dict()))
+            run.update(
+                best_val=run["val"][-1],
+                best_step=step,
+                best_state=copy.deepcopy(model.state_dict()),
+            )
     return run
 
 
 plain = fit(weight_decay=0.0)
-print(f"final: train {plain['train'][-1]:.4f},"
-      f" validation {plain['val'][-1]:.4f}")
+print(f"final: train {plain['train'][-1]:.4f}, validation {plain['val'][-1]:.4f}")
 print(f"best validation {plain['best_val']:.4f} at step {plain['best_step']}")
 # --8<-- [end:overfit]
 
 # --8<-- [start:remedy]
 decayed = fit(weight_decay=1.0)
-print(f"weight decay, final: train {decayed['train'][-1]:.4f},"
-      f" validation {decayed['val'][-1]:.4f}")
+print(
+    f"weight decay, final: train {decayed['train'][-1]:.4f},"
+    f" validation {decayed['val'][-1]:.4f}"
+)
 
 # early stopping: restore the plain run's best checkpoint
 stopped = copy.deepcopy(plain["model"])
 stopped.load_state_dict(plain["best_state"])
-print(f"early stopping at step {plain['best_step']}: validation"
-      f" {evaluate(stopped, nn.MSELoss(), x_val, y_val):.4f}")
+print(
+    f"early stopping at step {plain['best_step']}: validation"
+    f" {evaluate(stopped, nn.MSELoss(), x_val, y_val):.4f}"
+)
 # --8<-- [end:remedy]
 
 # --8<-- [start:overfit-plot]
@@ -197,28 +215,32 @@ import matplotlib.pyplot as plt
 import torch
 
 fig, (ax_loss, ax_fit) = plt.subplots(2, 1, figsize=(7, 7.5))
-for run, label, color in [(plain, "no regularisation", "C0"),
-                          (decayed, "weight decay 1.0", "C1")]:
+for run, label, color in [
+    (plain, "no regularisation", "C0"),
+    (decayed, "weight decay 1.0", "C1"),
+]:
     ax_loss.plot(run["train"], color=color, label=f"{label}: train")
-    ax_loss.plot(run["val"], color=color, linestyle="--",
-                 label=f"{label}: validation")
-ax_loss.axvline(plain["best_step"], color="gray", linestyle=":",
-                label="best checkpoint (early stopping)")
-ax_loss.axhline(0.09, color="gray", linewidth=0.8,
-                label="noise variance 0.09")
-ax_loss.set(title="Train vs validation loss", xlabel="step",
-            ylabel="MSE", ylim=(0, 0.25))
+    ax_loss.plot(
+        run["val"], color=color, linestyle="--", label=f"{label}: validation"
+    )
+ax_loss.axvline(
+    plain["best_step"],
+    color="gray",
+    linestyle=":",
+    label="best checkpoint (early stopping)",
+)
+ax_loss.axhline(0.09, color="gray", linewidth=0.8, label="noise variance 0.09")
+ax_loss.set(
+    title="Train vs validation loss", xlabel="step", ylabel="MSE", ylim=(0, 0.25)
+)
 ax_loss.legend(fontsize=8)
 
 grid = torch.linspace(-1, 1, 200)[:, None]
 with torch.no_grad():
     ax_fit.plot(grid, torch.sin(3 * grid), color="gray", label="true sin(3x)")
-    ax_fit.plot(grid, plain["model"](grid), color="C0",
-                label="no regularisation")
-    ax_fit.plot(grid, decayed["model"](grid), color="C1",
-                label="weight decay")
-ax_fit.scatter(x_train, y_train, color="black", s=12,
-               label="training points")
+    ax_fit.plot(grid, plain["model"](grid), color="C0", label="no regularisation")
+    ax_fit.plot(grid, decayed["model"](grid), color="C1", label="weight decay")
+ax_fit.scatter(x_train, y_train, color="black", s=12, label="training points")
 ax_fit.set(title="What each model learned", xlabel="x", ylabel="y")
 ax_fit.legend(fontsize=8)
 fig.tight_layout()
@@ -253,8 +275,10 @@ def report(name, predicted, truth):
     precision = tp / (tp + fp) if tp + fp else 0.0  # 0 when never predicted
     recall = tp / (tp + fn)
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    print(f"{name:10} accuracy {accuracy:.3f}  bald: precision"
-          f" {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}")
+    print(
+        f"{name:10} accuracy {accuracy:.3f}  bald: precision"
+        f" {precision:.2f}  recall {recall:.2f}  F1 {f1:.2f}"
+    )
     return accuracy, precision, recall, f1
 
 
@@ -315,6 +339,7 @@ naive = -(t * torch.sigmoid(z).log() + (1 - t) * (1 - torch.sigmoid(z)).log())
 print("naive sigmoid+log:", naive)
 # --8<-- [end:ex-bce]
 
+
 # --8<-- [start:ex-patience]
 def stopping_step(val_curve, patience):
     """When training stops (`patience` steps without a new best), and the
@@ -330,8 +355,10 @@ def stopping_step(val_curve, patience):
 
 for patience in (10, 50, 200):
     stop, best = stopping_step(plain["val"], patience)
-    print(f"patience {patience:3}: stop at step {stop:3}, restore step {best}"
-          f" (validation {plain['val'][best]:.4f})")
+    print(
+        f"patience {patience:3}: stop at step {stop:3}, restore step {best}"
+        f" (validation {plain['val'][best]:.4f})"
+    )
 # --8<-- [end:ex-patience]
 
 # --8<-- [start:ex-lr]
@@ -340,7 +367,6 @@ for lr in (0.005, 0.05, 0.5):
     model = copy.deepcopy(start)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for _ in range(300):
-        final_loss[lr] = train_step(model, nn.MSELoss(), optimizer,
-                                    x_wave, y_wave)
+        final_loss[lr] = train_step(model, nn.MSELoss(), optimizer, x_wave, y_wave)
     print(f"SGD lr={lr:<5}  loss after 300 steps: {final_loss[lr]:.4f}")
 # --8<-- [end:ex-lr]

@@ -20,7 +20,6 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -147,8 +146,16 @@ class StaticServer(http.server.ThreadingHTTPServer):
 # ------------------------------------------------------------------------------------------------------ browser
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--hide-scrollbars", "--lang=en-US",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--hide-scrollbars",
+    "--lang=en-US",
     "--window-size=1280,900",
     # A desktop reader's mouse: headless Chromium otherwise reports (hover: none), and Material then leaves scrollable
     # code blocks out of the keyboard's tab order, as it does on touch screens.
@@ -221,9 +228,14 @@ def full_page_png(driver, path, width, part_height=12000):
     path.parent.mkdir(parents=True, exist_ok=True)
     tops = list(range(0, height, part_height))
     for number, top in enumerate(tops, 1):
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-            "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": top, "width": width, "height": min(part_height, height - top), "scale": 1}})
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": top, "width": width, "height": min(part_height, height - top), "scale": 1},
+            },
+        )
         target = path if len(tops) == 1 else path.with_name(f"{path.stem}-part{number}{path.suffix}")
         target.write_bytes(base64.b64decode(shot["data"]))
 
@@ -241,9 +253,22 @@ def axe_source():
             unavailable(f"needs npm to install axe-core@{AXE_VERSION}")
         AXE_DIR.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            [npm, "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", "--loglevel=error",
-             "--prefix", str(AXE_DIR), f"axe-core@{AXE_VERSION}"],
-            capture_output=True, text=True, timeout=300)
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-package-lock",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+                str(AXE_DIR),
+                f"axe-core@{AXE_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if result.returncode != 0:
             unavailable(f"npm could not install axe-core@{AXE_VERSION}: {result.stderr[-800:]}")
     return (package / "axe.min.js").read_text(encoding="utf-8")
@@ -253,8 +278,18 @@ def axe_source():
 
 
 class _LinkParser(html.parser.HTMLParser):
-    ATTRIBUTES = {"a": "href", "link": "href", "script": "src", "img": "src", "source": "src", "iframe": "src",
-                  "video": "src", "audio": "src", "use": "href", "image": "href"}
+    ATTRIBUTES = {
+        "a": "href",
+        "link": "href",
+        "script": "src",
+        "img": "src",
+        "source": "src",
+        "iframe": "src",
+        "video": "src",
+        "audio": "src",
+        "use": "href",
+        "image": "href",
+    }
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -296,7 +331,7 @@ def crawl(site):
     def target_file(path):
         path = unquote(path)
         if prefix != "/" and path.startswith(prefix):
-            path = "/" + path[len(prefix):]
+            path = "/" + path[len(prefix) :]
         rel = posixpath.normpath(path.lstrip("/")) if path.strip("/") else ""
         if rel.startswith(".."):
             return None
@@ -313,11 +348,11 @@ def crawl(site):
     broken, external, targeted = [], {}, set()
     for rel, links in parsed.items():
         page_url = urljoin(fake, rel)
-        for tag, url, rel_attr in links:
+        for tag, url, _rel in links:
             if url.startswith(("mailto:", "tel:", "javascript:", "data:")):
                 continue
             if site_url and url.startswith(site_url):  # canonical links: the published address of a built page
-                url = fake + url[len(site_url):]
+                url = fake + url[len(site_url) :]
             absolute = urljoin(page_url, url)
             parts = urlsplit(absolute)
             if parts.scheme not in ("http", "https"):

@@ -15,6 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SNIPPETS = ROOT / "snippets"
+# Every build in the tests runs with deprecations as errors: a page whose code uses an API that PyTorch (or any
+# library) has deprecated fails the build. mkdocs resets Python's DeprecationWarning filter, so only the environment
+# variable reaches the executed blocks (tests/test_site.py checks that it does).
+BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1", "PYTHONWARNINGS": "error::DeprecationWarning,error::FutureWarning"}
 BROWSER_REPORT: list[str] = []  # lines tests/test_browser.py prints at the end of the run (page weights, links ...)
 
 
@@ -29,10 +33,14 @@ def pytest_terminal_summary(terminalreporter):
 def built_site(tmp_path_factory):
     """Build the whole site with ``mkdocs build --strict``; return the folder holding the HTML."""
     site = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env = {**os.environ, **BUILD_ENV}
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, f"strict build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     return site
@@ -44,8 +52,11 @@ def page_html(site: Path, page: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-SECTION = re.compile(r"^(?P<indent>[ \t]*)# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)"
-                     r"^(?P=indent)# --8<-- \[end:(?P=name)\]", re.M | re.S)
+SECTION = re.compile(
+    r"^(?P<indent>[ \t]*)# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)"
+    r"^(?P=indent)# --8<-- \[end:(?P=name)\]",
+    re.M | re.S,
+)
 
 
 @functools.cache

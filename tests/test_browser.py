@@ -15,9 +15,20 @@ from html import unescape
 from urllib.parse import urlsplit
 
 import pytest
-
-from browser_support import (LOCAL_HOSTS, REPORT_DIR, StaticServer, axe_source, crawl, full_page_png, nav_pages,
-                             network_events, start_chromium, stop_chromium, wait_until_settled, write_report)
+from browser_support import (
+    LOCAL_HOSTS,
+    REPORT_DIR,
+    StaticServer,
+    axe_source,
+    crawl,
+    full_page_png,
+    nav_pages,
+    network_events,
+    start_chromium,
+    stop_chromium,
+    wait_until_settled,
+    write_report,
+)
 from conftest import BROWSER_REPORT, page_html
 
 PAGES = nav_pages()  # [(title, 'tensors.md', 'tensors/')] in nav order
@@ -47,8 +58,9 @@ def server(built_site):
 def browser(server):
     driver = start_chromium()
     origin = server.base.rstrip("/")
-    driver.execute_cdp_cmd("Browser.grantPermissions", {
-        "origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}
+    )
     yield driver
     stop_chromium(driver)
 
@@ -82,8 +94,9 @@ def open_page(driver, server, url, settle=True):
 def wait_for_load(driver, url=None, limit=15.0):
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if (url is None or driver.current_url.split("#")[0] == url) and \
-                driver.execute_script("return document.readyState") == "complete":
+        if (url is None or driver.current_url.split("#")[0] == url) and driver.execute_script(
+            "return document.readyState"
+        ) == "complete":
             return
         time.sleep(0.05)
     raise TimeoutError(f"page did not load: expected {url}, at {driver.current_url}")
@@ -186,6 +199,17 @@ if (overflow > 1) {
 return {overflow: overflow, culprits: culprits};
 """
 
+CODE_OVERFLOW_JS = """
+// Code and output blocks whose text is wider than their box: the reader would have to scroll sideways.
+return [...document.querySelectorAll('article pre > code')].filter(c => c.scrollWidth > c.clientWidth + 1).map(c => {
+  const block = c.closest('div.highlight') || c.parentElement;
+  const lines = c.textContent.split('\\n');
+  const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+  return (block.className.match(/language-\\w+/) || ['code'])[0] + ': ' + longest.length + ' characters: '
+      + longest.slice(0, 90);
+});
+"""
+
 AXE_RUN_JS = """
 const done = arguments[arguments.length - 1];
 const options = arguments[0];
@@ -215,6 +239,8 @@ class Visit:
     dark_violations: list = field(default_factory=list)  # axe color-contrast, dark scheme
     figures: dict = field(default_factory=dict)
     overflow: dict = field(default_factory=dict)  # at the phone's width
+    wide_code: list = field(default_factory=list)  # code and output blocks that scroll sideways at 1280 px
+    wide_code_phone: list = field(default_factory=list)  # ... and at 390 px
     copy_problems: list = field(default_factory=list)
     copy_checked: int = 0
     seconds: float = 0.0
@@ -251,10 +277,13 @@ def visit(browser, server, axe):
         record.figures["problems"] += browser.execute_script(FIGURE_TEXT_JS, "dark")
         browser.execute_script("document.body.setAttribute('data-md-color-scheme', 'default')")
         full_page_png(browser, REPORT_DIR / "screens" / f"{name}-{DESKTOP}.png", DESKTOP)
+        record.wide_code = browser.execute_script(CODE_OVERFLOW_JS)
         record.copy_problems, record.copy_checked = check_copy_buttons(browser, doc)
 
-        browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": PHONE, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        browser.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": PHONE, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+        )
         try:
             open_page(browser, server, url)
             record.console += console_errors(browser)
@@ -263,6 +292,7 @@ def visit(browser, server, axe):
             record.failed += failed
             server.take()
             record.overflow = browser.execute_script(OVERFLOW_JS)
+            record.wide_code_phone = browser.execute_script(CODE_OVERFLOW_JS)
             full_page_png(browser, REPORT_DIR / "screens" / f"{name}-{PHONE}.png", PHONE)
         finally:
             browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -285,8 +315,10 @@ def test_page_loads_without_errors_or_third_party_requests(visit, doc):
 
 
 def describe(violations):
-    return "\n".join(f"- [{v['impact']}] {v['id']}: {v['help']} ({v['count']} nodes)\n    " + "\n    ".join(v["nodes"])
-                     for v in violations)
+    return "\n".join(
+        f"- [{v['impact']}] {v['id']}: {v['help']} ({v['count']} nodes)\n    " + "\n    ".join(v["nodes"])
+        for v in violations
+    )
 
 
 @pytest.mark.parametrize("doc", [doc for _t, doc, _u in PAGES], ids=IDS)
@@ -307,8 +339,35 @@ def test_figures_and_images_have_text_alternatives(visit, doc):
 def test_page_fits_a_phone_screen(visit, doc):
     """At 390 px nothing makes the whole page scroll sideways (code and tables scroll inside their own box)."""
     overflow = visit(doc).overflow
-    assert overflow["overflow"] <= 1, (f"{doc} is {overflow['overflow']} px wider than a {PHONE} px screen; "
-                                       f"elements past the edge: {overflow['culprits']}")
+    assert overflow["overflow"] <= 1, (
+        f"{doc} is {overflow['overflow']} px wider than a {PHONE} px screen; "
+        f"elements past the edge: {overflow['culprits']}"
+    )
+
+
+@pytest.mark.parametrize("doc", [doc for _t, doc, _u in PAGES], ids=IDS)
+def test_no_code_or_output_block_scrolls_sideways_on_a_desktop(visit, doc):
+    """At 1280 px every code block and every printed output fits its column (snippets/ruff.toml keeps the code
+    within it; what a section prints must fit too)."""
+    wide = visit(doc).wide_code
+    assert not wide, f"{doc}: blocks wider than the column at {DESKTOP} px:\n" + "\n".join(wide)
+
+
+def test_code_width_report(visit):
+    """How many blocks scroll sideways on a phone (390 px), where code columns are ~43 characters: reported, not
+    failed (code cannot be written for that width without harming it on every other screen)."""
+    lines, total = [], 0
+    for _title, doc, _url in PAGES:
+        page = visit(doc)
+        total += len(page.wide_code_phone)
+        lines.append(f"## {doc}: {len(page.wide_code)} at {DESKTOP} px, {len(page.wide_code_phone)} at {PHONE} px")
+        lines += page.wide_code_phone
+    path = write_report("code-width.txt", "\n".join(lines) + "\n")
+    BROWSER_REPORT.append(
+        f"code width: no block scrolls sideways at {DESKTOP} px; {total} scroll inside their box at {PHONE} px "
+        f"(list in {path.relative_to(path.parents[2])})"
+    )
+    assert path.exists()
 
 
 def kb(size):
@@ -316,11 +375,21 @@ def kb(size):
 
 
 def test_page_weight_within_budget(visit, built_site):
-    kinds = {".html": "html", ".css": "css", ".js": "js", ".json": "search", ".png": "images", ".jpg": "images",
-             ".jpeg": "images", ".svg": "images", ".webp": "images", ".gif": "images"}
+    kinds = {
+        ".html": "html",
+        ".css": "css",
+        ".js": "js",
+        ".json": "search",
+        ".png": "images",
+        ".jpg": "images",
+        ".jpeg": "images",
+        ".svg": "images",
+        ".webp": "images",
+        ".gif": "images",
+    }
     columns = ["html", "css", "js", "search", "images", "other"]
     rows, problems = [], []
-    for _title, doc, url in PAGES:
+    for _title, doc, _url in PAGES:
         page = visit(doc)
         sizes = dict.fromkeys(columns, 0)
         for path, _status, size in page.served:
@@ -332,25 +401,33 @@ def test_page_weight_within_budget(visit, built_site):
         figures = re.findall(r'<figure class="guide-figure">.*?</figure>', html, re.S)
         for number, figure in enumerate(figures, 1):
             if len(figure.encode()) > FIGURE_BUDGET:
-                problems.append(f"{doc}: figure {number} is {kb(len(figure.encode()))} KB of SVG "
-                                f"(budget {kb(FIGURE_BUDGET)} KB): simplify it or draw fewer points")
+                problems.append(
+                    f"{doc}: figure {number} is {kb(len(figure.encode()))} KB of SVG "
+                    f"(budget {kb(FIGURE_BUDGET)} KB): simplify it or draw fewer points"
+                )
         total = sum(sizes.values())
         if total > PAGE_BUDGET:
             problems.append(f"{doc}: {kb(total)} KB transferred (budget {kb(PAGE_BUDGET)} KB)")
         if sizes["html"] > HTML_BUDGET:
             problems.append(f"{doc}: {kb(sizes['html'])} KB of HTML (budget {kb(HTML_BUDGET)} KB)")
         svg = sum(len(f.encode()) for f in figures)
-        rows.append([doc] + [kb(sizes[c]) for c in columns] + [kb(total), str(len(figures)), kb(svg),
-                                                               f"{page.seconds:.1f}"])
+        rows.append(
+            [doc] + [kb(sizes[c]) for c in columns] + [kb(total), str(len(figures)), kb(svg), f"{page.seconds:.1f}"]
+        )
     header = ["page"] + [f"{c} KB" for c in columns] + ["total KB", "figures", "inline SVG KB", "check s"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    table = "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
-                      for r in [header] + rows)
-    path = write_report("page-weight.txt", "Bytes transferred by one uncached page view (HTTP bodies, no compression)"
-                        f"\n\n{table}\n")
+    table = "\n".join(
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+        for r in [header] + rows
+    )
+    path = write_report(
+        "page-weight.txt", f"Bytes transferred by one uncached page view (HTTP bodies, no compression)\n\n{table}\n"
+    )
     totals = [int(r[len(columns) + 1]) for r in rows]
-    BROWSER_REPORT.append(f"page weight: {min(totals)}-{max(totals)} KB per page view "
-                          f"(budget {kb(PAGE_BUDGET)} KB); table in {path.relative_to(path.parents[2])}")
+    BROWSER_REPORT.append(
+        f"page weight: {min(totals)}-{max(totals)} KB per page view "
+        f"(budget {kb(PAGE_BUDGET)} KB); table in {path.relative_to(path.parents[2])}"
+    )
     BROWSER_REPORT.append(table)
     assert not problems, "\n".join(problems)
 
@@ -360,16 +437,20 @@ def test_accessibility_report(visit):
     lines = []
     for _title, doc, _url in PAGES:
         page = visit(doc)
-        lines.append(f"## {doc}\nlight scheme:\n{describe(page.violations) or '- none'}\n"
-                     f"dark scheme (color-contrast):\n{describe(page.dark_violations) or '- none'}\n")
+        lines.append(
+            f"## {doc}\nlight scheme:\n{describe(page.violations) or '- none'}\n"
+            f"dark scheme (color-contrast):\n{describe(page.dark_violations) or '- none'}\n"
+        )
     path = write_report("axe.txt", "\n".join(lines))
     counts = {}
     for _t, doc, _u in PAGES:
         for violation in visit(doc).violations:
             counts[violation["impact"]] = counts.get(violation["impact"], 0) + 1
-    BROWSER_REPORT.append(f"axe-core: {counts or 'no violation'} over {len(PAGES)} pages; "
-                          f"details in {path.relative_to(path.parents[2])}; "
-                          "screenshots in build/browser-report/screens/")
+    BROWSER_REPORT.append(
+        f"axe-core: {counts or 'no violation'} over {len(PAGES)} pages; "
+        f"details in {path.relative_to(path.parents[2])}; "
+        "screenshots in build/browser-report/screens/"
+    )
     assert path.exists()
 
 
@@ -389,8 +470,11 @@ def test_every_nav_entry_opens_its_page(browser, server, cached):
     open_page(browser, server, PAGES[-1][2], settle=False)
     for title, doc, url in PAGES:
         target = server.base + url
-        links = [a for a in browser.find_elements(By.CSS_SELECTOR, "nav.md-nav--primary a.md-nav__link[href]")
-                 if a.get_property("href").split("#")[0] == target and a.is_displayed()]
+        links = [
+            a
+            for a in browser.find_elements(By.CSS_SELECTOR, "nav.md-nav--primary a.md-nav__link[href]")
+            if a.get_property("href").split("#")[0] == target and a.is_displayed()
+        ]
         assert links, f"no visible nav link to {doc} on {browser.current_url}"
         label = " ".join(links[0].text.split())
         assert label == " ".join(title.split()), f"nav link to {doc} reads {label!r}, mkdocs.yml says {title!r}"
@@ -430,11 +514,13 @@ def search(driver, server, query, limit=15.0):
     deadline, hrefs = time.monotonic() + limit, []
     while time.monotonic() < deadline:
         hrefs = driver.execute_script(
-            "return [...document.querySelectorAll('.md-search-result a[href]')].map(a => a.href)")
+            "return [...document.querySelectorAll('.md-search-result a[href]')].map(a => a.href)"
+        )
         if hrefs:
             time.sleep(0.2)  # let the result list finish rendering
             return driver.execute_script(
-                "return [...document.querySelectorAll('.md-search-result a[href]')].map(a => a.href)")
+                "return [...document.querySelectorAll('.md-search-result a[href]')].map(a => a.href)"
+            )
         time.sleep(0.1)
     return hrefs
 
@@ -474,7 +560,7 @@ def distinctive_phrase(built_site, doc):
         tokens = [t.strip(".,:;!?()\"'") for t in block.split()]
         for size in (3, 2, 1):
             for start in range(len(tokens) - size + 1):
-                window = tokens[start: start + size]
+                window = tokens[start : start + size]
                 if not all(re.fullmatch(r"[A-Za-z]{4,}", w) for w in window):
                     continue
                 elsewhere = sum(all(re.search(rf"\b{w.lower()}\b", text) for w in window) for text in others)
@@ -514,8 +600,11 @@ def check_copy_buttons(driver, doc):
     clipboard with the code shown. Returns (problems, blocks checked)."""
     from selenium.webdriver.common.by import By
 
-    buttons = [b for b in driver.find_elements(By.CSS_SELECTOR, "button[data-md-type=copy], button.md-clipboard")
-               if b.is_displayed()]  # not those inside a closed "??? success" solution
+    buttons = [
+        b
+        for b in driver.find_elements(By.CSS_SELECTOR, "button[data-md-type=copy], button.md-clipboard")
+        if b.is_displayed()
+    ]  # not those inside a closed "??? success" solution
     problems = []
     if not buttons and driver.find_elements(By.CSS_SELECTOR, "article pre > code"):
         visible = [c for c in driver.find_elements(By.CSS_SELECTOR, "article pre > code") if c.is_displayed()]
@@ -550,8 +639,10 @@ def test_copy_button_copies_exactly_the_code_shown(visit):
         pytest.skip("no page shows a code block yet")
     problems = [p for r in records for p in r.copy_problems]
     assert not problems, "\n".join(problems)
-    BROWSER_REPORT.append(f"copy button: {checked} code blocks on {sum(bool(r.copy_checked) for r in records)} "
-                          "pages copy exactly the code they show")
+    BROWSER_REPORT.append(
+        f"copy button: {checked} code blocks on {sum(bool(r.copy_checked) for r in records)} "
+        "pages copy exactly the code they show"
+    )
 
 
 # ------------------------------------------------------------------------------------------- theme and tabs
@@ -564,8 +655,11 @@ def scheme(driver):
 def toggle_scheme(driver):
     from selenium.webdriver.common.by import By
 
-    labels = [label for label in driver.find_elements(By.CSS_SELECTOR, "form[data-md-component=palette] label")
-              if label.is_displayed()]
+    labels = [
+        label
+        for label in driver.find_elements(By.CSS_SELECTOR, "form[data-md-component=palette] label")
+        if label.is_displayed()
+    ]
     assert len(labels) == 1, f"expected one visible light/dark toggle, found {len(labels)}"
     click(driver, labels[0])
 
@@ -594,7 +688,7 @@ def test_content_tabs_switch(browser, server, built_site, cached):
 
     with_tabs = [(doc, url) for _t, doc, url in PAGES if 'class="tabbed-set' in page_html(built_site, doc[:-3])]
     if not with_tabs:
-        pytest.skip("no page has content tabs (=== \"...\") yet")
+        pytest.skip('no page has content tabs (=== "...") yet')
     doc, url = with_tabs[0]
     open_page(browser, server, url, settle=False)
     tab_set = browser.find_element(By.CSS_SELECTOR, ".tabbed-set")
@@ -617,26 +711,34 @@ def test_every_internal_link_and_anchor_resolves(built_site):
     broken, external, duplicates, other_duplicates = crawl(built_site)
     lines = [f"{url}\n    on: {', '.join(sorted(pages))}" for url, pages in sorted(external.items())]
     hosts = sorted({urlsplit(url).hostname for url in external})
-    path = write_report("external-links.txt",
-                        f"External links of the built site ({len(external)} URLs, hosts: {', '.join(hosts)}).\n"
-                        "Not fetched: the tests run without network. Check them by hand before a release.\n\n"
-                        + "\n".join(lines) + "\n")
-    BROWSER_REPORT.append(f"links: internal links and anchors of {len(list(built_site.rglob('*.html')))} pages "
-                          f"resolve; {len(external)} external URLs on {len(hosts)} hosts listed in "
-                          f"{path.relative_to(path.parents[2])} (not fetched)")
+    path = write_report(
+        "external-links.txt",
+        f"External links of the built site ({len(external)} URLs, hosts: {', '.join(hosts)}).\n"
+        "Not fetched: the tests run without network. Check them by hand before a release.\n\n"
+        + "\n".join(lines)
+        + "\n",
+    )
+    BROWSER_REPORT.append(
+        f"links: internal links and anchors of {len(list(built_site.rglob('*.html')))} pages "
+        f"resolve; {len(external)} external URLs on {len(hosts)} hosts listed in "
+        f"{path.relative_to(path.parents[2])} (not fetched)"
+    )
     if other_duplicates:
         BROWSER_REPORT.append(f"note: ids repeated on a page but targeted by no link or heading: {other_duplicates}")
     assert not broken, "broken internal links:\n" + "\n".join(broken)
     assert not duplicates, "ids used twice on a page (an anchor to them is ambiguous):\n" + "\n".join(
-        f"{page}: {ids[:8]}{' ...' if len(ids) > 8 else ''}" for page, ids in duplicates.items())
-
+        f"{page}: {ids[:8]}{' ...' if len(ids) > 8 else ''}" for page, ids in duplicates.items()
+    )
 
 
 NOTEBOOK_JS = """
 const done = arguments[arguments.length - 1];
 const download = [...document.querySelectorAll('a[download]')].find(a => a.textContent.includes('Download notebook'));
 const colab = [...document.querySelectorAll('a')].find(a => a.textContent.includes('Open in Colab'));
-if (!download || !colab) { done({missing: true, url: location.href, n: document.querySelectorAll("a").length}); return; }
+if (!download || !colab) {
+  done({missing: true, url: location.href, n: document.querySelectorAll("a").length});
+  return;
+}
 fetch(download.href).then(r => r.text().then(text => done({
   status: r.status, href: download.href, colab: colab.href, body: text,
   visible: download.offsetParent !== null && colab.offsetParent !== null})));

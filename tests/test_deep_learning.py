@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import run_section
 
 import snippets.deep_learning as m
 
@@ -67,3 +68,13 @@ def test_conv_exercise_shapes():
     images = torch.zeros(4, 1, 28, 28)
     assert m.no_padding(images).shape == (4, 8, 24, 24)
     assert m.same_padding(images).shape == (4, 8, 28, 28)
+
+
+def test_the_weight_converges_long_before_the_bias():
+    """The Kelvin answer: at step 1,000 the weight is within a few hundredths of 1.8, the bias still several degrees
+    short of 32."""
+    _, out = run_section("deep_learning", "learn")
+    step_1000 = next(line for line in out.splitlines() if line.startswith("step 1000"))
+    weight = float(step_1000.split("weight")[1].split()[0])
+    bias = float(step_1000.split("bias")[1].split()[0])
+    assert abs(weight - 1.8) < 0.05 and 32 - bias > 3

@@ -10,7 +10,6 @@ import time
 import psutil
 import pytest
 import torch
-
 from conftest import ROOT
 
 import snippets.distributed as ddp
@@ -21,13 +20,16 @@ SCRIPT = ROOT / "snippets" / "distributed.py"
 def teardown_abort_only(stdout, stderr):
     """True when every epoch ran and the only failure is a C++ abort at interpreter exit, after all of our code.
 
-    Seen here with torch 2.14.1 on 2 CPU cores (3 launches in 44 with the cores busy, none in 26 idle): after destroy_process_group has returned
-    on both ranks, one rank aborts during interpreter finalization with "terminate called without an active
-    exception" and no Python frame on its stack (a joinable C++ thread destroyed at exit). Retried once, never
-    hidden: a second failure fails the test.
+    Seen here with torch 2.14.1 on 2 CPU cores (3 launches in 44 with the cores busy, none in 26 idle): after
+    destroy_process_group has returned on both ranks, one rank aborts during interpreter finalization with
+    "terminate called without an active exception" and no Python frame on its stack (a joinable C++ thread
+    destroyed at exit). Retried once, never hidden: a second failure fails the test.
     """
-    return ("terminate called without an active exception" in stderr and "Traceback" not in stderr.split(
-        "terminate called", 1)[0] and stdout.count("epoch ") == 4)
+    return (
+        "terminate called without an active exception" in stderr
+        and "Traceback" not in stderr.split("terminate called", 1)[0]
+        and stdout.count("epoch ") == 4
+    )
 
 
 def test_only_the_exit_abort_is_retried():
@@ -43,14 +45,29 @@ def test_only_the_exit_abort_is_retried():
 def run(tmp_path_factory):
     """torchrun --standalone --nproc-per-node 2 snippets/distributed.py on a small synthetic dataset."""
     out = tmp_path_factory.mktemp("ddp")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               str(SCRIPT), "--epochs", "4", "--samples", "1024",
-               "--summary", str(out / "summary.json"), "--save", str(out / "model.pt")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(SCRIPT),
+        "--epochs",
+        "4",
+        "--samples",
+        "1024",
+        "--summary",
+        str(out / "summary.json"),
+        "--save",
+        str(out / "model.pt"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU and gloo, even on a GPU machine
     for attempt in (1, 2):
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)  # its own process group, killed on timeout
+        process = subprocess.Popen(
+            command, cwd=out, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )  # its own process group, killed on timeout
         try:
             stdout, stderr = process.communicate(timeout=90)
         except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import snippets.gpu as m
+import snippets.gpu_report as report
 from snippets.records import check_fresh, read_record
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -41,6 +42,10 @@ def test_device_mismatch_raises_with_the_printed_message_and_the_fix_works():
     with pytest.raises(RuntimeError, match="is not on the expected device"):
         m.layer(torch.randn(2, 784))
     assert m.output.shape == (32, 10) and m.output.device.type == "meta"
+    # Python numbers and 0-d CPU tensors mix with any device; a 1-d CPU tensor does not
+    assert (m.output * torch.tensor(0.5)).device.type == "meta"
+    with pytest.raises(RuntimeError, match="is not on the expected device"):
+        m.output * torch.ones(1)
 
 
 def test_time_it_returns_a_positive_median_and_runs_warmup_plus_repeats():
@@ -56,9 +61,10 @@ def test_time_it_measures_sleep():
     assert 15 <= m.time_it(lambda: time.sleep(0.02), "cpu", warmup=0, repeats=3) < 200
 
 
-def test_loader_pins_memory_only_for_cuda_and_keeps_every_sample():
+def test_loader_pins_memory_only_for_an_accelerator_and_keeps_every_sample():
     assert not m.make_loader(m.dataset, 256, "cpu", num_workers=0).pin_memory
     assert m.make_loader(m.dataset, 256, "cuda", num_workers=0).pin_memory
+    assert m.make_loader(m.dataset, 256, "xpu", num_workers=0).pin_memory
     assert len(m.loader) == 4 and m.images.shape == (232, 1, 28, 28)
 
 
@@ -74,21 +80,26 @@ def test_device_batches_cover_every_sample_once():
     seen = torch.cat([y for _, y in m.device_batches(torch.zeros(1000, 1), labels, 256)])
     assert sorted(seen.tolist()) == list(range(1000))
     assert not torch.equal(seen, labels)  # shuffled
-    assert m.sizes == [256, 256, 256, 232]
+    assert [len(x) for x, _ in m.device_batches(m.all_images, m.all_labels, 256)] == [256, 256, 256, 232]
     assert m.mnist_train_bytes == 188_160_000
 
 
 def test_autocast_runs_linear_layers_in_bfloat16_and_keeps_fp32_master_weights():
     assert m.autocast_dtypes == {
-        "input": torch.float32, "linear output": torch.bfloat16, "logits": torch.bfloat16, "loss": torch.float32,
-        "weight": torch.float32, "weight.grad": torch.float32,
+        "input": torch.float32,
+        "linear output": torch.bfloat16,
+        "logits": torch.bfloat16,
+        "softmax": torch.bfloat16 if m.device.type == "cpu" else torch.float32,  # CPU autocast does not upcast it
+        "loss": torch.float32,
+        "weight": torch.float32,
+        "weight.grad": torch.float32,
     }
     assert not torch.is_autocast_enabled(m.device.type)  # the block is closed: float32 again
     assert nn.Linear(4, 2).to(m.device)(torch.randn(3, 4, device=m.device)).dtype == torch.float32
 
 
 def test_grad_scaler_steps_train_and_the_scale_stays_finite():
-    assert m.scaled_losses[-1] < m.scaled_losses[0]
+    assert m.losses[-1] < m.losses[0]
     assert m.scaler.is_enabled() and m.scaler.get_scale() == 65536.0
 
 
@@ -109,7 +120,7 @@ def test_compile_gives_the_eager_result_and_reports_times():
     mlp = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
     x = torch.randn(64, 784)
     with torch.no_grad():
-        compile_s, per_call = m.measure_compile(mlp, x, repeats=3)
+        compile_s, per_call = m.measure_compile(mlp, x, "cpu", repeats=3)
         assert torch.allclose(torch.compile(mlp)(x), mlp(x), atol=1e-5)
     assert compile_s > 0 and set(per_call) == {"eager", "compiled"}
 
@@ -143,6 +154,7 @@ def test_largest_batch_halves_on_out_of_memory():
 
 def test_gradient_accumulation_gives_the_big_batch_gradient():
     assert torch.allclose(m.big_batch_grad, m.accumulated_grad, atol=1e-6)
+    assert 0 < m.difference < 1e-7  # the page prints the bound, not the rounding noise itself
     assert m.big_batch_grad.abs().max() > 1e-3  # a real gradient, not zeros
 
 
@@ -170,6 +182,55 @@ def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch():
     assert shares[0, 0] != shares[1, 0]
 
 
+def test_distributed_sampler_pads_an_odd_dataset_by_repeating_the_first_index():
+    padded = [list(torch.utils.data.DistributedSampler(m.odd, 2, rank, shuffle=False)) for rank in range(2)]
+    assert padded == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 0]]
+    dropped = [
+        list(torch.utils.data.DistributedSampler(m.odd, 2, rank, shuffle=False, drop_last=True)) for rank in range(2)
+    ]
+    assert dropped == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+
+
+def test_optimizer_state_loaded_before_the_move_stays_behind():
+    """The page's reason to load optimizer state after .to: load_state_dict casts the state to where each parameter
+    is at that moment. float64 stands in for the device (same mechanism, observable on a CPU)."""
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(net.parameters())
+    nn.functional.mse_loss(net(torch.randn(4, 3)), torch.zeros(4, 2)).backward()
+    optimizer.step()
+    saved = optimizer.state_dict()
+    late = nn.Linear(3, 2)
+    late_optimizer = torch.optim.Adam(late.parameters())
+    late_optimizer.load_state_dict(saved)
+    late.to(torch.float64)  # moved after loading: the parameters move in place, the state does not
+    assert late_optimizer.param_groups[0]["params"][0] is late.weight  # same Parameter objects
+    assert late_optimizer.state[late.weight]["exp_avg"].dtype == torch.float32
+    nn.functional.mse_loss(
+        late(torch.randn(4, 3, dtype=torch.float64)), torch.zeros(4, 2, dtype=torch.float64)
+    ).backward()
+    with pytest.raises(RuntimeError):
+        late_optimizer.step()
+    early = nn.Linear(3, 2).to(torch.float64)  # moved first, then optimizer and state: the state follows
+    early_optimizer = torch.optim.Adam(early.parameters())
+    early_optimizer.load_state_dict(saved)
+    assert early_optimizer.state[early.weight]["exp_avg"].dtype == torch.float64
+
+
+def test_to_device_copies_to_the_cpu_synchronously(monkeypatch):
+    seen = []
+    original = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("non_blocking"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    m.to_device({"x": torch.ones(1)}, "cpu")
+    m.to_device({"x": torch.ones(1)}, "meta")
+    assert seen == [False, True]
+
+
 def test_exercise_to_device_moves_nested_tensors_and_keeps_the_rest():
     assert m.moved["image"].device.type == "meta" and m.moved["meta"][0].device.type == "meta"
     assert m.moved["meta"][1] == "id-7" and isinstance(m.moved["meta"], tuple)
@@ -195,11 +256,21 @@ def test_benchmark_record_is_fresh_and_leaves_the_gpu_entry_empty_only_with_a_re
         assert run["images_per_s"] > 0 and run["accuracy"]
 
 
-def test_bench_results_section_prints_the_record():
-    assert m.bench is not None and "cpu" in m.metrics["devices"]
+def test_bench_results_section_prints_the_record(capsys):
+    names = report.page_results()
+    out = capsys.readouterr().out
+    assert names["bench"] is not None and "cpu" in names["metrics"]["devices"]
+    assert 'class="guide-record"' in out and "MNIST MLP 784-256-128-10" in out and "flags:" in out
+
+
+def test_the_cpu_flags_behind_the_bfloat16_claim_are_recorded():
+    cpu = read_record("gpu_bench")["metrics"]["devices"]["cpu"]
+    assert cpu["instruction_sets"]["torch_capability"]
+    assert isinstance(cpu["instruction_sets"]["flags"], list)
 
 
 # CUDA-only: written to pass on a GPU machine.
+
 
 @needs_cuda
 def test_cuda_events_time_a_kernel():

@@ -16,7 +16,7 @@ def easy_digits(n, seed):
     labels = torch.randint(0, 10, (n,), generator=generator)
     images = torch.randint(0, 60, (n, 28, 28), generator=generator, dtype=torch.uint8)
     for i, label in enumerate(labels.tolist()):
-        images[i, 2 * label:2 * label + 3, :] = 255
+        images[i, 2 * label : 2 * label + 3, :] = 255
     return images, labels
 
 
@@ -40,8 +40,7 @@ def data():
 
 @pytest.mark.parametrize("variant", ["dataloader", "on-device", "amp"])
 def test_each_variant_trains_to_the_target_and_reports_its_metrics(data, variant):
-    run = bench.run_variant(variant, "cpu", *data, hidden=(32,), batch_size=64, target=0.9, max_epochs=5,
-                            num_workers=0)
+    run = bench.run_variant(variant, "cpu", *data, hidden=(32,), batch_size=64, target=0.9, max_epochs=5, num_workers=0)
     assert run["epochs_to_target"] == len(run["accuracy"]) == len(run["epoch_s"])
     assert run["accuracy"][-1] >= 0.9 > max(run["accuracy"][:-1], default=0)
     assert run["time_to_target_s"] == pytest.approx(sum(run["epoch_s"]), abs=0.01)
@@ -85,8 +84,21 @@ def test_the_record_command_loads_mnist_files_and_writes_a_record(tmp_path, caps
         images, labels = easy_digits(n, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images, 2051)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.to(torch.uint8), 2049)
-    metrics = bench.main(["--data-root", str(tmp_path / "data"), "--devices", "cpu", "--variants", "on-device",
-                          "--max-epochs", "1", "--record", "--records-dir", str(tmp_path)])
+    metrics = bench.main(
+        [
+            "--data-root",
+            str(tmp_path / "data"),
+            "--devices",
+            "cpu",
+            "--variants",
+            "on-device",
+            "--max-epochs",
+            "1",
+            "--record",
+            "--records-dir",
+            str(tmp_path),
+        ]
+    )
     record = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert record["metrics"] == json.loads(json.dumps(metrics))
     assert record["metrics"]["devices"]["gpu"] is None

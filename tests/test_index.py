@@ -9,7 +9,6 @@ import runpy
 
 import torch
 import torchvision
-
 from conftest import DOCS, SNIPPETS, page_html
 from test_site import CHAPTERS
 

@@ -7,7 +7,6 @@ import runpy
 
 import pytest
 import torch
-
 from conftest import DOCS, SNIPPETS
 
 PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
@@ -46,8 +45,10 @@ def test_check_available_agrees_with_is_available(run):
         assert namespace["usable"] == namespace["compiled_for"]
 
 
-@pytest.mark.skipif(torch.version.cuda is None or torch.accelerator.is_available(),
-                    reason="the trap shows only with a CUDA build on a machine without a usable GPU")
+@pytest.mark.skipif(
+    torch.version.cuda is None or torch.accelerator.is_available(),
+    reason="the trap shows only with a CUDA build on a machine without a usable GPU",
+)
 def test_the_trap_current_accelerator_says_cuda_without_a_gpu(run):
     namespace, printed = run
     assert namespace["compiled_for"] == torch.device("cuda")
@@ -76,8 +77,9 @@ def test_every_install_command_is_skipped_with_a_reason_and_the_version_check_ru
         installs = re.search(r"\b(pip|conda) (install|create)\b", code)
         skipped = re.fullmatch(r'<!--pytest\.mark\.skip\(reason=".{10,}"\)-->', before)
         assert bool(installs) == bool(skipped), code
-    assert any("import torch; print(torch.__version__)" in code and not before.startswith("<!--")
-               for before, code in blocks)
+    assert any(
+        "import torch; print(torch.__version__)" in code and not before.startswith("<!--") for before, code in blocks
+    )
 
 
 def test_conda_instructions_use_conda_forge_not_the_retired_pytorch_channel():

@@ -19,6 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, random_split
 
 import snippets.mnist as m
+import snippets.mnist_report as report
 from snippets.records import RECORDS_DIR, check_fresh, read_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +33,7 @@ def synthetic_digits(n, seed):
     for i, label in enumerate(labels.tolist()):
         row, col = 3 + (label // 5) * 12, 2 + (label % 5) * 5
         jitter = torch.randint(0, 2, (2,), generator=generator).tolist()
-        images[i, row + jitter[0]: row + jitter[0] + 6, col + jitter[1]: col + jitter[1] + 5] = 230
+        images[i, row + jitter[0] : row + jitter[0] + 6, col + jitter[1] : col + jitter[1] + 5] = 230
     return images.to(torch.uint8), labels
 
 
@@ -86,7 +87,7 @@ def test_a_failed_download_becomes_the_same_clear_error(tmp_path, monkeypatch):
         raise URLError("no network")
 
     monkeypatch.setattr(m.MNIST, "download", offline)
-    with pytest.raises(m.MnistNotFoundError, match="downloading MNIST .* failed .*no network"):
+    with pytest.raises(m.MnistNotFoundError, match="downloading MNIST .* failed: .*no network"):
         m.load_mnist(tmp_path, train=True, download=True)
 
 
@@ -137,8 +138,15 @@ def test_fit_learns_the_synthetic_digits(mnist_root):
     torch.manual_seed(0)
     model = m.build_model()
     seen = []
-    history = m.fit(model, (train_x, train_y), (test_x, test_y), epochs=4, batch_size=32, max_lr=1e-2,
-                    on_epoch=lambda epoch, h: seen.append(epoch))
+    history = m.fit(
+        model,
+        (train_x, train_y),
+        (test_x, test_y),
+        epochs=4,
+        batch_size=32,
+        max_lr=1e-2,
+        on_epoch=lambda epoch, h: seen.append(epoch),
+    )
     assert seen == [0, 1, 2, 3]
     assert history["train_loss"][-1] < history["train_loss"][0] / 4
     assert history["val_accuracy"][-1] >= 0.95
@@ -201,7 +209,7 @@ def test_png_prediction_uses_the_training_preprocessing(mnist_root, tmp_path):
     Image.fromarray(dataset.data[5].numpy(), mode="L").convert("RGB").save(tmp_path / "rgb.png")
     assert torch.equal(m.load_png(tmp_path / "rgb.png"), dataset[5][0].unsqueeze(0))  # gray RGB -> same pixels
     Image.new("L", (32, 28)).save(tmp_path / "wide.png")
-    with pytest.raises(ValueError, match="32x28 pixels.*28x28"):
+    with pytest.raises(ValueError, match="(?s)32x28 pixels.*28x28"):
         m.load_png(tmp_path / "wide.png")
 
 
@@ -212,8 +220,12 @@ def test_random_shift_translates_each_image_within_the_limit():
     padded = torch.nn.functional.pad(images.reshape(6, 1, 28, 28), (2, 2, 2, 2), value=-m.MEAN / m.STD)
     offsets = []
     for i in range(6):
-        found = [(dy, dx) for dy in range(5) for dx in range(5)
-                 if torch.equal(padded[i, 0, dy: dy + 28, dx: dx + 28].reshape(784), shifted[i])]
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[i, 0, dy : dy + 28, dx : dx + 28].reshape(784), shifted[i])
+        ]
         assert found, f"image {i} is not a shift of the original"
         offsets.append(found[0])
     assert len(set(offsets)) > 1  # each image gets its own shift
@@ -245,14 +257,31 @@ def test_the_page_examples_show_what_the_page_says(capsys):
 
 
 def test_command_line_help():
-    result = subprocess.run([sys.executable, "-m", "snippets.mnist", "--help"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "snippets.mnist", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "--data-root" in result.stdout and "--epochs" in result.stdout
 
 
 def test_command_line_run_on_the_fixture(mnist_root, tmp_path, capsys):
-    results = m.main(["--data-root", str(mnist_root), "--epochs", "2", "--val-size", "20", "--lr", "1e-2",
-                      "--batch-size", "32", "--save", str(tmp_path / "mnist_mlp.pt"), "--device", "cpu"])
+    results = m.main(
+        [
+            "--data-root",
+            str(mnist_root),
+            "--epochs",
+            "2",
+            "--val-size",
+            "20",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "32",
+            "--save",
+            str(tmp_path / "mnist_mlp.pt"),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert "200 training and 100 test images" in out and "test accuracy:" in out
     assert results["reloaded_identical"] and (tmp_path / "mnist_mlp.pt").exists()
@@ -291,9 +320,9 @@ def test_the_record_meets_the_chapters_claims():
 
 def test_the_recorded_results_render(capsys):
     plt.close("all")
-    m.page_results()
+    report.page_results()
     out = capsys.readouterr().out
-    assert "code_hash" in out and "mean" in out
+    assert "code hash" in out and "mean" in out and out.count('class="guide-record"') == 6
     assert len(plt.get_fignums()) >= 5
     plt.close("all")
 
@@ -304,3 +333,46 @@ def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflo
     assert "log_softmax: 200.0" in out and "log(softmax): inf" in out
     ce = torch.nn.functional.cross_entropy(names["logits"], names["target"])
     assert torch.allclose(ce, -names["logits"].log_softmax(1)[0, 2])
+
+
+def test_training_flops_are_counted_per_layer_without_the_pixels_gradient():
+    rows = m.training_flops(m.build_model((128,)))
+    assert [row["layer"] for row in rows] == ["784x128", "128x10"]
+    first, last = rows
+    assert first["forward"] == first["weight_grad"] == 2 * 784 * 128 and first["input_grad"] == 0
+    assert last["forward"] == last["weight_grad"] == last["input_grad"] == 2 * 128 * 10
+    per_image = sum(sum(v for k, v in row.items() if k != "layer") for row in rows)
+    assert per_image == 409_088 and round(per_image * 60_000 / 1e9, 1) == 24.5  # the page's 24.5 GFLOP
+    # the usual shortcut, 6 x parameters, overstates this network's work by half (the page says so)
+    assert 1.45 < 6 * m.count_parameters(m.build_model((128,))) / per_image < 1.55
+
+
+def test_the_recorded_floor_is_the_per_layer_count():
+    speed = read_record("mnist")["metrics"]["speed"]
+    per_image = sum(row["forward"] + row["weight_grad"] + row["input_grad"] for row in speed["layers"])
+    assert speed["flops_per_image"] == per_image == 409_088
+    assert speed["floor_seconds"] == pytest.approx(per_image * 60_000 / (max(speed["matmul_gflops"].values()) * 1e9))
+    assert all(run["floor_ratio"] > 1 for run in speed["fast"])  # a true floor: no run beats it
+
+
+def test_the_seed_option_leaves_the_validation_split_alone(mnist_root, tmp_path):
+    def held_out(*options):
+        run = m.main(
+            [
+                "--data-root",
+                str(mnist_root),
+                "--epochs",
+                "1",
+                "--val-size",
+                "20",
+                *options,
+                "--save",
+                str(tmp_path / "net.pt"),
+                "--device",
+                "cpu",
+            ]
+        )
+        return run["val_index"]
+
+    assert held_out("--seed", "0") == held_out("--seed", "1")
+    assert held_out("--split-seed", "0") != held_out("--split-seed", "1")

@@ -6,10 +6,10 @@ tests/test_mnist.py checks that record against the page's claims and against the
 
 import pytest
 import torch
+from test_mnist import mnist_root  # noqa: F401  (the fixture: 200 training and 100 test images)
 
 import snippets.mnist as m
 import snippets.mnist_bench as bench
-from test_mnist import mnist_root  # noqa: F401  (the fixture: 200 training and 100 test images)
 
 
 def test_matmul_throughput_is_measured_in_gflops():

@@ -85,8 +85,13 @@ def test_grid_and_value_ranges():
 
 
 def test_slopes_at_plus_minus_5_printed_on_the_page():
-    expected = {"sigmoid": (6.65e-3, 6.65e-3), "tanh": (1.82e-4, 1.82e-4), "ReLU": (0.0, 1.0),
-                "LeakyReLU": (0.1, 1.0), "GELU": (-7.12e-6, 1.0)}
+    expected = {
+        "sigmoid": (6.65e-3, 6.65e-3),
+        "tanh": (1.82e-4, 1.82e-4),
+        "ReLU": (0.0, 1.0),
+        "LeakyReLU": (0.1, 1.0),
+        "GELU": (-7.12e-6, 1.0),
+    }
     for name, f in m.activations.items():
         probe = torch.tensor([-5.0, 5.0], requires_grad=True)
         (slope,) = torch.autograd.grad(f(probe).sum(), probe)
@@ -114,8 +119,7 @@ def test_parameter_count_exercise():
 def test_plain_list_hides_parameters_and_modulelist_registers_them():
     assert list(m.PlainList().parameters()) == []
     assert len(list(m.Registered().parameters())) == 4
-    assert set(m.Registered().state_dict()) == {"layers.0.weight", "layers.0.bias", "layers.1.weight",
-                                                "layers.1.bias"}
+    assert set(m.Registered().state_dict()) == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
 
 
 def test_batchnorm_train_uses_batch_stats_and_eval_uses_running_stats():

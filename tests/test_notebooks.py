@@ -3,7 +3,6 @@ executed top to bottom on CPU, offline, in a fresh kernel of this interpreter.""
 
 import os
 import re
-import subprocess
 import sys
 import textwrap
 import time
@@ -11,11 +10,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import DOCS, ROOT, page_html, snippet_sections
 from nbclient import NotebookClient
+from test_site import CHAPTERS, fences
 
 import snippets.notebooks as notebooks
-from conftest import DOCS, ROOT, page_html, snippet_sections
-from test_site import CHAPTERS
 
 CELL_TIMEOUT_S = 300  # wall clock for one cell: generous, the machine may be shared
 NOTEBOOK_CPU_BUDGET_S = 120  # CPU time of one notebook's kernel (one thread): a full training run exceeds it
@@ -39,8 +38,15 @@ def offline_env(**extra):
     """The test's environment for a kernel, with no way out to the network (downloads fail at once)."""
     env = {k: v for k, v in os.environ.items() if k not in {"MPLBACKEND", "NO_PROXY", "no_proxy"}}
     dead = "http://127.0.0.1:9"
-    return {**env, "http_proxy": dead, "https_proxy": dead, "HTTP_PROXY": dead, "HTTPS_PROXY": dead,
-            "OMP_NUM_THREADS": "1", **extra}  # one thread: CPU time stays a measure of work on a shared machine
+    return {
+        **env,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "OMP_NUM_THREADS": "1",
+        **extra,
+    }  # one thread: CPU time stays a measure of work on a shared machine
 
 
 def execute(nb, cwd, **env):
@@ -49,8 +55,9 @@ def execute(nb, cwd, **env):
     Returns the notebook, the wall-clock seconds and the kernel's CPU seconds (measured by a last cell, added here).
     """
     nb.cells.append(nbformat.v4.new_code_cell(CPU_SECONDS))
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
     start = time.perf_counter()
     client.execute(env=offline_env(**env))
     return nb, time.perf_counter() - start, float(outputs_text(nb.cells.pop()))
@@ -64,7 +71,8 @@ def write_fixture(tmp_path):
     """A small page using every construct the chapters use, and its snippet module."""
     (tmp_path / "snippets").mkdir()
     marker = "# --8<-- "  # split so no scanner mistakes this test for a snippet module
-    (tmp_path / "snippets" / "demo.py").write_text(textwrap.dedent(f"""\
+    (tmp_path / "snippets" / "demo.py").write_text(
+        textwrap.dedent(f"""\
         {marker}[start:first]
         import sys
 
@@ -87,7 +95,8 @@ def write_fixture(tmp_path):
         {marker}[start:solution]
         print("answer", value + 1)
         {marker}[end:solution]
-        """))
+        """)
+    )
     inc = "--8<--"
     page = textwrap.dedent(f"""\
         # Demo
@@ -107,6 +116,10 @@ def write_fixture(tmp_path):
 
         ```python exec="on" html="1" session="demo"
         {inc} "snippets/figures.py:render"
+        ```
+
+        ```python exec="on" html="1" session="demo"
+        {inc} "snippets/demo_report.py:recorded"
         ```
 
         === "pip"
@@ -145,18 +158,37 @@ def test_a_page_becomes_markdown_and_code_cells_in_page_order(tmp_path):
     nb = fixture_converter(tmp_path).notebook("demo.md", write_fixture(tmp_path))
     kinds = [cell.cell_type for cell in nb.cells]
     sources = [cell.source for cell in nb.cells]
-    assert kinds == ["markdown", "code", "markdown", "code", "markdown", "code", "markdown", "code", "markdown",
-                     "code", "markdown"], sources
+    assert kinds == [
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+        "code",
+        "markdown",
+    ], sources
     assert sources[0].startswith("# Demo\n") and "[Demo](https://example.org/guide/demo/)" in sources[0]
-    assert sources[1].endswith("%matplotlib inline") and "google.colab" not in sources[1]  # no repository set
-    assert sources[2] == ("Read [the tensors chapter](https://example.org/guide/tensors/#views) and "
-                          "[this part](https://example.org/guide/demo/#exercises).")
+    assert sources[1].endswith("%matplotlib inline") and "import" not in sources[1]
+    assert sources[2] == (
+        "Read [the tensors chapter](https://example.org/guide/tensors/#views) and "
+        "[this part](https://example.org/guide/demo/#exercises)."
+    )
     assert sources[3] == 'import sys\n\nvalue = 41\nprint("kernel", sys.executable)'
     assert sources[4] == "> **Misconception: lines are curves**\n>\n> They are straight."
     assert sources[5].startswith("import matplotlib.pyplot as plt")  # the render fence after it is gone
-    assert sources[6] == "> **pip**\n\n```bash\npip install torch\n```"  # a shell command stays Markdown
-    assert sources[7] == ('# Not run when this notebook is tested: ten minutes on a CPU\n'
-                          'raise RuntimeError("a long run must not run in the test")')
+    # the hidden recorded-results block becomes a note; a shell command stays Markdown
+    assert sources[6] == (
+        "*Here [the page](https://example.org/guide/demo/) shows results from its recorded run.*\n\n"
+        "> **pip**\n\n```bash\npip install torch\n```"
+    )
+    assert sources[7] == (
+        "# Not run when this notebook is tested: ten minutes on a CPU\n"
+        'raise RuntimeError("a long run must not run in the test")'
+    )
     assert nb.cells[7].metadata["tags"] == [notebooks.SKIP_TAG]
     assert "pytest" not in sources[6] + sources[8]
     assert sources[8] == "## Exercises\n\n1. What is `value + 1`?\n\n    > **Solution**\n    >\n    > Add one."
@@ -174,26 +206,14 @@ def test_the_fixture_notebook_runs_on_this_interpreter_shows_its_figure_and_skip
     assert outputs_text(nb.cells[9]) == "answer 42\n"
 
 
-def test_the_setup_cell_clones_the_repository_on_colab_only(tmp_path):
-    repo, home = tmp_path / "repo", tmp_path / "home"
-    (repo / "snippets").mkdir(parents=True)
-    home.mkdir()
-    (repo / "snippets" / "__init__.py").write_text('WHERE = "the clone"\n')
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", "-C", str(repo)]
-    for args in (["init", "--quiet", "--initial-branch=main"], ["add", "."], ["commit", "--quiet", "-m", "code"]):
-        subprocess.run(git + args, check=True)
-    converter = notebooks.Converter(snippets={}, repository=repo.as_uri(), branch="main")
-    setup = nbformat.v4.new_code_cell(converter.setup_cell())
-    check = nbformat.v4.new_code_cell("import os, snippets\nprint(snippets.WHERE, os.getcwd())")
-    env = {"HOME": str(home), "MPLCONFIGDIR": os.path.expanduser("~/.config/matplotlib")}
-
-    execute(nbformat.v4.new_notebook(cells=[setup]), tmp_path, **env)
-    assert not (home / "pytorch-guide").exists()  # not on Colab: nothing fetched
-
-    fake_colab = nbformat.v4.new_code_cell('import sys, types\nsys.modules["google.colab"] = types.ModuleType("c")')
-    setup_again = nbformat.v4.new_code_cell(setup.source)
-    nb, _, _ = execute(nbformat.v4.new_notebook(cells=[fake_colab, setup, setup_again, check]), tmp_path, **env)
-    assert outputs_text(nb.cells[3]) == f"the clone {home / 'pytorch-guide'}\n"  # run twice: cloned once
+def test_no_notebook_cell_uses_this_repositorys_code(generated):
+    """Notebooks are the pages' reader code: they run on Colab or anywhere without a clone of this repository."""
+    for name, text in generated.items():
+        for cell in nbformat.reads(text, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert not re.search(r"^\s*(from|import) (snippets|site_tools|benchmarks)\b", cell.source, re.M), (
+                    f"{name}: a cell imports the site's code:\n{cell.source[:300]}"
+                )
 
 
 def test_every_chapter_has_a_notebook_linked_from_its_page(built_site, config, generated):
@@ -215,15 +235,22 @@ def test_committed_notebooks_match_their_pages(generated):
     assert not stale, f"notebooks/ is out of date: {stale}; run `make notebooks` and commit the result"
 
 
-def test_every_section_a_page_includes_is_a_cell_of_its_notebook(config, generated):
+def shown_sections(page):
+    """(file, section) of every include the page shows: not those of hidden (executed, source-less) fences."""
+    for info, body, _before, _line in fences(DOCS / page):
+        if 'exec="on"' in info and "source=" not in info:
+            continue
+        for match in INCLUDE.finditer(body):
+            yield match["file"], match["section"]
+
+
+def test_every_section_a_page_shows_is_a_cell_of_its_notebook(config, generated):
     for page in notebooks.chapter_pages(config):
         nb = nbformat.reads(generated[notebooks.notebook_name(page)], as_version=4)
         code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
-        for match in INCLUDE.finditer((DOCS / page).read_text(encoding="utf-8")):
-            if f"{match['file']}:{match['section']}" == notebooks.FIGURE_RENDER:
-                continue
-            source = snippet_sections(Path(match["file"]).stem)[match["section"]].strip()
-            assert any(source in cell for cell in code), f"{page}: section {match['section']} is not a cell"
+        for file, section in shown_sections(page):
+            source = snippet_sections(Path(file).stem)[section].strip()
+            assert any(source in cell for cell in code), f"{page}: section {section} is not a cell"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -234,7 +261,8 @@ def test_notebook_runs_top_to_bottom(chapter, generated, tmp_path):
     nb, seconds, cpu = execute(nbformat.reads(generated[name], as_version=4), tmp_path)
     print(f"{name}: {seconds:.1f} s wall, {cpu:.1f} s CPU")
     assert cpu < NOTEBOOK_CPU_BUDGET_S, f"{name} used {cpu:.0f} s of CPU (budget {NOTEBOOK_CPU_BUDGET_S} s)"
-    page = (DOCS / f"{chapter}.md").read_text(encoding="utf-8")
-    if notebooks.FIGURE_RENDER in page:
-        assert any("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])), \
+    shown = [snippet_sections(Path(file).stem)[section] for file, section in shown_sections(f"{chapter}.md")]
+    if any("plt." in code for code in shown):  # reader code that draws
+        assert any("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])), (
             f"{name}: the page draws figures but the notebook shows none"
+        )

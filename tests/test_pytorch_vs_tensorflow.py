@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import DOCS
 
 import snippets.pytorch_vs_tensorflow as m
-from conftest import DOCS
 
 PAGE = (DOCS / "pytorch_vs_tensorflow.md").read_text(encoding="utf-8")
 
@@ -65,19 +65,22 @@ def test_numpy_exercise_view_follows_the_tensor_and_the_copy_does_not():
 def test_no_tensorflow_code_is_executed_on_the_page():
     fences = re.findall(r"^ *```(python[^\n]*)\n(.*?)^ *```", PAGE, re.M | re.S)
     assert fences
-    for info, body in fences:
+    for info, _body in fences:
         assert 'exec="on"' in info
     source = open(m.__file__, encoding="utf-8").read()
     assert "import tensorflow" not in source and "import keras" not in source
 
 
-@pytest.mark.parametrize("claim, source", [
-    ("TF 2.0", "blog.tensorflow.org/2019/09/tensorflow-20-is-now-available"),
-    ("Keras 3", "keras.io/keras_3"),
-    ("LiteRT", "developers.googleblog.com/en/tensorflow-lite-is-now-litert"),
-    ("version 5", "huggingface.co/blog/transformers-v5"),
-    ("torch.export", "docs.pytorch.org/docs/stable/export.html"),
-])
+@pytest.mark.parametrize(
+    "claim, source",
+    [
+        ("TF 2.0", "blog.tensorflow.org/2019/09/tensorflow-20-is-now-available"),
+        ("Keras 3", "keras.io/keras_3"),
+        ("LiteRT", "developers.googleblog.com/en/tensorflow-lite-is-now-litert"),
+        ("version 5", "huggingface.co/blog/transformers-v5"),
+        ("torch.export", "docs.pytorch.org/docs/stable/export.html"),
+    ],
+)
 def test_claims_not_executed_here_cite_a_source(claim, source):
     assert claim in PAGE and f"https://{source}" in PAGE
 

@@ -9,8 +9,9 @@ import snippets.records as records
 
 def test_a_record_round_trips_with_provenance(tmp_path):
     # producers must live in the repository: use a real module of it
-    path = records.write_record("demo", {"accuracy": 0.98}, [records.__file__], "cpu", command="python -m x",
-                                records_dir=tmp_path)
+    path = records.write_record(
+        "demo", {"accuracy": 0.98}, [records.__file__], "cpu", command="python -m x", records_dir=tmp_path
+    )
     record = records.read_record("demo", records_dir=tmp_path)
     assert record["metrics"] == {"accuracy": 0.98}
     prov = record["provenance"]
@@ -24,8 +25,10 @@ def test_a_record_round_trips_with_provenance(tmp_path):
 
 
 def test_a_changed_producer_makes_the_record_stale(tmp_path):
-    record = {"name": "demo", "provenance": {"producers": ["snippets/records.py"], "code_hash": "0" * 64,
-                                             "command": "python -m x"}}
+    record = {
+        "name": "demo",
+        "provenance": {"producers": ["snippets/records.py"], "code_hash": "0" * 64, "command": "python -m x"},
+    }
     with pytest.raises(records.StaleRecordError, match="re-run `python -m x`"):
         records.check_fresh(record)
 

@@ -9,9 +9,31 @@ PAGE = (DOCS / "resources.md").read_text(encoding="utf-8")
 GLOSSARY = PAGE.split("## Glossary", 1)[1].split("\n## ", 1)[0]
 # A definition list entry: a **term** on its own line, then ":   definition" (continued by indented lines).
 ENTRY = re.compile(r"^\*\*(?P<term>[^*\n]+)\*\*\n:   (?P<definition>[^\n]*(?:\n    [^\n]*)*)", re.M)
-REQUIRED = ["tensor", "gradient", "logit", "epoch", "batch", "learning rate", "overfitting", "activation function",
-            "loss", "optimizer", "backpropagation", "parameter", "hyperparameter", "softmax", "neuron",
-            "hidden layer", "weight", "bias", "device", "inference", "autograd", "dtype", "state dict"]
+REQUIRED = [
+    "tensor",
+    "gradient",
+    "logit",
+    "epoch",
+    "batch",
+    "learning rate",
+    "overfitting",
+    "activation function",
+    "loss",
+    "optimizer",
+    "backpropagation",
+    "parameter",
+    "hyperparameter",
+    "softmax",
+    "neuron",
+    "hidden layer",
+    "weight",
+    "bias",
+    "device",
+    "inference",
+    "autograd",
+    "dtype",
+    "state dict",
+]
 
 
 def glossary():

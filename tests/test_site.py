@@ -1,21 +1,34 @@
 """The site as a whole: strict build, the single-source rule for code, chapter structure."""
 
+import os
 import re
+import subprocess
+import sys
 
 import yaml
+from conftest import BUILD_ENV, DOCS, ROOT, SNIPPETS, page_html
 
-from conftest import DOCS, ROOT, SNIPPETS, page_html
-
-FENCE = re.compile(r"^(?P<indent> *)(?P<ticks>`{3,}|~{3,})(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=ticks) *$",
-                   re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<indent> *)(?P<ticks>`{3,}|~{3,})(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)(?P=ticks) *$", re.M | re.S
+)
 INCLUDE = re.compile(r'^\s*--8<--\s+"(?P<file>[^":]+)(?::(?P<section>[\w-]+))?"\s*$')
 SECTION_START = re.compile(r"#\s*--8<--\s*\[start:(?P<name>[\w-]+)\]")
 SKIP_MARK = re.compile(r"<!--\s*pytest\.mark\.skip(if)?\(.*reason=.+\)\s*-->\s*$")
 MARKDOWN_FILES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
 
 # Pages that teach (not the home page, resources or the contributor guide): they share one structure.
-CHAPTERS = ["deep_learning", "neurons", "install", "tensors", "autograd", "networks", "training", "mnist", "gpu",
-            "pytorch_vs_tensorflow"]
+CHAPTERS = [
+    "deep_learning",
+    "neurons",
+    "install",
+    "tensors",
+    "autograd",
+    "networks",
+    "training",
+    "mnist",
+    "gpu",
+    "pytorch_vs_tensorflow",
+]
 
 
 def fences(path):
@@ -117,3 +130,24 @@ def test_no_third_party_requests_in_built_pages(built_site):
             if url and not re.search(r'rel="(canonical|alternate)"', tag):
                 offenders.append(f"{html.relative_to(built_site)}: {url[1]}")
     assert not offenders, "\n".join(offenders[:20])
+
+
+def test_a_deprecated_call_in_a_page_fails_the_build(tmp_path):
+    """The site is built with BUILD_ENV (deprecations are errors): a page whose code warns must fail to build."""
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(
+        '# Old API\n\n```python exec="on"\nimport warnings\n\n'
+        'warnings.warn("this API is deprecated", DeprecationWarning)\nprint("ran")\n```\n'
+    )
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: t\nstrict: true\nplugins: [markdown-exec]\nmarkdown_extensions: [pymdownx.superfences]\n"
+    )
+
+    def build(env):
+        command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    plain = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
+    assert build(plain).returncode == 0  # without it, mkdocs would publish a page that warns
+    failed = build({**plain, **BUILD_ENV})
+    assert failed.returncode != 0 and "this API is deprecated" in failed.stdout + failed.stderr

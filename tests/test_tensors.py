@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pytest
 import torch
-
 from conftest import page_html, run_section, snippet_sections
 
 SECTIONS = snippet_sections("tensors")
@@ -61,6 +60,9 @@ def test_dtype_defaults_and_promotion():
     assert table["int32 + 7"] == "torch.int32"
     assert table["float16 + float32"] == "torch.float32"
     assert table["promote_types"] == "torch.float16"
+    # the page: neither 16-bit float is wider, so the result is the smallest dtype holding both
+    assert torch.promote_types(torch.float16, torch.bfloat16) == torch.float32
+    assert (torch.ones(1, dtype=torch.float16) + torch.ones(1, dtype=torch.bfloat16)).dtype == torch.float32
     assert out.splitlines()[0] == "torch.Size([2, 3]) 2 6 torch.float32 cpu"
 
 
@@ -98,7 +100,9 @@ def test_contiguity_view_fails_and_reshape_copies_only_when_it_must():
 
 def test_squeeze_unsqueeze_permute_shapes():
     ns, out = run("squeeze")
-    assert out.splitlines()[:3] == ["torch.Size([1, 3]) torch.Size([3, 1])"] * 2 + ["torch.Size([3]) torch.Size([3, 1])"]
+    assert out.splitlines()[:3] == ["torch.Size([1, 3]) torch.Size([3, 1])"] * 2 + [
+        "torch.Size([3]) torch.Size([3, 1])"
+    ]
     assert ns["chw"].shape == (3, 28, 32) and not ns["chw"].is_contiguous()
     _, out = run("squeeze_trap")
     assert out.splitlines() == ["torch.Size([])", "torch.Size([1])"]
@@ -119,7 +123,8 @@ def test_broadcasting_centres_every_feature():
 
 def test_broadcasting_error_is_caught_and_printed_then_fixed():
     ns, out = run("broadcasting_error")
-    assert "RuntimeError: The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 1" in out
+    message = "RuntimeError: The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 1"
+    assert message in " ".join(out.split())  # the page wraps it
     assert (ns["a"] + ns["b"][:, None]).tolist() == [[11.0] * 3, [21.0] * 3]
 
 
@@ -172,7 +177,7 @@ def test_numpy_bridge_shares_memory_and_torch_tensor_copies():
     assert np.shares_memory(array, back) and shared.data_ptr() == array.ctypes.data
     assert copied[0].item() == -1.0 and array[0] == 1.0
     assert shared.dtype == torch.float64
-    assert "Use tensor.detach().numpy() instead." in out
+    assert "Use tensor.detach().numpy() instead." in " ".join(out.split())
 
 
 def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable():
@@ -183,8 +188,9 @@ def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable():
     else:
         assert accelerator is None and ns["device"] == torch.device("cpu")
     assert ns["x"].device.type == ns["device"].type and ns["y"].device.type == ns["device"].type
-    assert out.splitlines()[-1] == (f"unchecked: {torch.accelerator.current_accelerator()} "
-                                    f"usable: {torch.accelerator.is_available()}")
+    assert out.splitlines()[-1] == (
+        f"unchecked: {torch.accelerator.current_accelerator()} usable: {torch.accelerator.is_available()}"
+    )
 
 
 def test_exercise_distances_match_a_loop():

