@@ -10,7 +10,7 @@ SITE_ENV := OMP_NUM_THREADS=1
 # Shell blocks in the Markdown (run by pytest-codeblocks) call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install serve test lint build clean notebooks browser-deps
+.PHONY: install serve serve-all serve-zensical test lint build build-zensical clean notebooks browser-deps
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-serve: install  ## the site at http://127.0.0.1:8000, rebuilt on every change
+# Saving a page rebuilds that page alone (--dirty), code included: about 1-2 s. --dirty needs --no-strict (strict mode
+# turns "a dirty build is inaccurate" into an abort); make test and make build are strict. CONTRIBUTING.md, "Serving".
+serve: install  ## the site at http://127.0.0.1:8000; saving a page rebuilds it (a snippet: save its page too)
+	$(SITE_ENV) $(BIN)/mkdocs serve --dirty --no-strict --dev-addr 127.0.0.1:8000
+
+serve-all: install  ## the same, rebuilding every page on every save (about 10 s), strictly
 	$(SITE_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+serve-zensical: install  ## the site as Zensical builds it, at http://127.0.0.1:8000 (every page rebuilt on save)
+	$(SITE_ENV) GUIDE_SITE_DIR=build/zensical-serve $(BIN)/zensical serve -f mkdocs.yml -a 127.0.0.1:8000
 
 test: install browser-deps lint  ## every check: lint, unit tests, strict site build, Markdown code blocks, Chromium
 	$(SITE_ENV) $(BIN)/python -m pytest --codeblocks tests README.md CONTRIBUTING.md docs
@@ -40,11 +48,18 @@ browser-deps:
 	  fi; \
 	fi
 
-build: install  ## the static site into site/
+build: install  ## the static site into site/ (MkDocs + Material: the publishing build)
 	$(SITE_ENV) $(BIN)/mkdocs build --strict
 
-notebooks: install  ## regenerate notebooks/ (one per chapter, for Colab) from the pages; commit the result
-	$(BIN)/python -m snippets.notebooks --out notebooks
+# Zensical exits 0 even when an executed block raised: its log is checked for markdown-exec's error message.
+build-zensical: install  ## the site as Zensical builds it, into build/zensical-site/
+	mkdir -p build
+	$(SITE_ENV) GUIDE_SITE_DIR=build/zensical-site $(BIN)/zensical build --strict --clean -f mkdocs.yml \
+	  > build/zensical.log 2>&1; status=$$?; cat build/zensical.log; test $$status = 0
+	@! grep -E "markdown_exec: Execution of .* code block exited with errors" build/zensical.log
+
+notebooks: install  ## regenerate docs/notebooks/ (one per chapter) from the pages; commit the result
+	$(BIN)/python -m site_tools.notebooks
 
 clean:
-	rm -rf site .cache
+	rm -rf site .cache build/site-mkdocs build/site-zensical build/zensical-site

@@ -3,8 +3,8 @@
 Every section runs on a CPU-only machine: the device falls back to the CPU.
 Sections that only make sense on a GPU (CUDA events, peak memory) define
 functions, which the page shows without running and tests/test_gpu.py runs on a
-CUDA machine. Module-level code stays cheap: importing this module runs every
-section.
+CUDA machine. Definitions are at module level; what the page runs to show
+something is in ``examples()``.
 """
 
 # --8<-- [start:pick-device]
@@ -17,61 +17,8 @@ def pick_device():
     return accelerator if accelerator is not None else torch.device("cpu")
 
 
-device = pick_device()
-print("device:", device)
 # --8<-- [end:pick-device]
 
-# --8<-- [start:accelerator-trap]
-import torch
-
-print("torch built for CUDA:", torch.version.cuda)  # None: CPU-only or macOS build
-print("accelerator available:", torch.accelerator.is_available())
-print("current_accelerator():", torch.accelerator.current_accelerator())
-available = torch.accelerator.current_accelerator(check_available=True)
-print("current_accelerator(check_available=True):", available)
-# --8<-- [end:accelerator-trap]
-
-# --8<-- [start:move]
-import torch
-from torch import nn
-
-torch.manual_seed(0)
-model = nn.Sequential(
-    nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)
-).to(device)  # once
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # after moving the model
-
-images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
-images, labels = images.to(device), labels.to(device)  # every batch: a copy
-loss = nn.functional.cross_entropy(model(images), labels)
-optimizer.zero_grad()
-loss.backward()
-optimizer.step()
-print("parameters on:", {p.device.type for p in model.parameters()})
-print("batch on:", images.device, "| loss on:", loss.device)
-print("loss:", round(loss.item(), 4))
-# --8<-- [end:move]
-
-# --8<-- [start:device-mismatch]
-import torch
-from torch import nn
-
-# The meta device holds shapes but no data: here it plays "another device".
-layer = nn.Linear(784, 10).to("meta")
-batch = torch.randn(32, 784)  # forgot to move it
-try:
-    layer(batch)
-except RuntimeError as error:
-    mismatch_message = str(error)
-    print("RuntimeError:", mismatch_message)
-
-weight_device = next(layer.parameters()).device  # the fix: move the batch there
-output = layer(batch.to(weight_device))
-print("fixed:", tuple(output.shape), "on", output.device)
-
-# A Python number, or a 0-d CPU tensor, mixes with a tensor on any device:
-print("scaled:", (output * 0.5).device, (output * torch.tensor(0.5)).device)
-# --8<-- [end:device-mismatch]
 
 # --8<-- [start:time-it]
 import statistics
@@ -99,11 +46,8 @@ def time_it(fn, device, warmup=3, repeats=10):
     return statistics.median(times)
 
 
-torch.manual_seed(0)
-a = torch.randn(512, 512, device=device)
-matmul_ms = time_it(lambda: a @ a, device)
-print(f"512x512 matmul on {device}: {matmul_ms:.3f} ms")
 # --8<-- [end:time-it]
+
 
 # --8<-- [start:cuda-events]
 import torch
@@ -128,6 +72,7 @@ def time_cuda_ms(fn, warmup=3, repeats=10):
 
 # --8<-- [end:cuda-events]
 
+
 # --8<-- [start:loader]
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -145,16 +90,8 @@ def make_loader(dataset, batch_size, device, num_workers=2, shuffle=True):
     )
 
 
-generator = torch.Generator().manual_seed(0)
-inputs = torch.randn(1000, 1, 28, 28, generator=generator)
-dataset = TensorDataset(inputs, torch.randint(0, 10, (1000,)))
-loader = make_loader(dataset, batch_size=256, device=device, num_workers=0)
-for images, labels in loader:
-    images = images.to(device, non_blocking=True)  # can overlap with compute
-    labels = labels.to(device, non_blocking=True)
-print("batches per epoch:", len(loader), "| last batch:", tuple(images.shape))
-print("pinned:", loader.pin_memory)
 # --8<-- [end:loader]
+
 
 # --8<-- [start:on-device]
 import torch
@@ -168,43 +105,8 @@ def device_batches(images, labels, batch_size, generator=None):
         yield images[index], labels[index]
 
 
-mnist_train_bytes = 60_000 * 784 * 4  # 60,000 images of 28x28 float32 pixels
-print(f"MNIST training images as float32: {mnist_train_bytes / 1e6:.0f} MB")
-
-generator = torch.Generator(device=device).manual_seed(0)
-all_images = torch.randn(1000, 1, 28, 28, device=device)  # moved once
-all_labels = torch.randint(0, 10, (1000,), device=device)
-batches = device_batches(all_images, all_labels, 256, generator)
-print("batch sizes:", [len(x) for x, _ in batches])
 # --8<-- [end:on-device]
 
-# --8<-- [start:autocast]
-import torch
-from torch import nn
-
-torch.manual_seed(0)
-net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
-x = torch.randn(64, 784, device=device)
-y = torch.randint(0, 10, (64,), device=device)
-
-with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-    hidden = net[0](x)
-    logits = net(x)
-    probabilities = logits.softmax(dim=1)
-    loss = nn.functional.cross_entropy(logits, y)
-loss.backward()  # outside the autocast block
-autocast_dtypes = {
-    "input": x.dtype,
-    "linear output": hidden.dtype,
-    "logits": logits.dtype,
-    "softmax": probabilities.dtype,
-    "loss": loss.dtype,
-    "weight": net[0].weight.dtype,
-    "weight.grad": net[0].weight.grad.dtype,
-}
-for name, dtype in autocast_dtypes.items():
-    print(f"{name:>14}: {dtype}")
-# --8<-- [end:autocast]
 
 # --8<-- [start:grad-scaler]
 import torch
@@ -223,16 +125,8 @@ def amp_step(model, optimizer, scaler, x, y, dtype):
     return loss.item()
 
 
-torch.manual_seed(0)
-net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(device)
-optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
-scaler = torch.amp.GradScaler(device.type)  # only needed for float16
-x = torch.randn(64, 784, device=device)
-y = torch.randint(0, 10, (64,), device=device)
-losses = [amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)]
-print("losses:", [round(v, 3) for v in losses])
-print("scale:", scaler.get_scale(), "| master weights:", net[0].weight.dtype)
 # --8<-- [end:grad-scaler]
+
 
 # --8<-- [start:compile]
 import time
@@ -274,6 +168,7 @@ def compiled_train_step(model, optimizer):
 
 # --8<-- [end:compile]
 
+
 # --8<-- [start:peak-memory]
 import torch
 
@@ -288,6 +183,7 @@ def peak_memory_mb(fn, device="cuda"):
 
 
 # --8<-- [end:peak-memory]
+
 
 # --8<-- [start:oom]
 import torch
@@ -311,55 +207,8 @@ def pretend_step(batch_size):  # stands in for a GPU with room for 300 samples
         raise torch.OutOfMemoryError(message)
 
 
-print("largest batch that fits:", largest_batch_that_fits(pretend_step, 1024))
 # --8<-- [end:oom]
 
-# --8<-- [start:grad-accumulation]
-import torch
-from torch import nn
-
-torch.manual_seed(0)
-net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
-
-net.zero_grad()
-nn.functional.cross_entropy(net(x), y).backward()  # one batch of 64
-big_batch_grad = net[0].weight.grad.clone()
-
-net.zero_grad()
-steps = 4  # four micro-batches of 16: a quarter of the memory for activations
-for x_part, y_part in zip(x.chunk(steps), y.chunk(steps)):
-    loss = nn.functional.cross_entropy(net(x_part), y_part) / steps  # mean of means
-    loss.backward()  # gradients add up in .grad
-accumulated_grad = net[0].weight.grad.clone()
-# then optimizer.step() and optimizer.zero_grad(), once per 4 micro-batches
-
-difference = (big_batch_grad - accumulated_grad).abs().max().item()
-print("same gradient:", torch.allclose(big_batch_grad, accumulated_grad, atol=1e-6))
-print("largest difference below 1e-7:", difference < 1e-7)  # float32 rounding
-# --8<-- [end:grad-accumulation]
-
-# --8<-- [start:sampler]
-import torch
-from torch.utils.data import DistributedSampler
-
-data = list(range(10))  # any dataset with a length
-for epoch in range(2):
-    for rank in range(2):
-        sampler = DistributedSampler(
-            data, num_replicas=2, rank=rank, shuffle=True, seed=0
-        )
-        sampler.set_epoch(epoch)  # without it, every epoch repeats the same order
-        print(f"epoch {epoch} rank {rank}: {list(sampler)}")
-
-odd = list(range(11))  # 11 does not divide by 2 ranks: the sampler pads
-for rank in range(2):
-    padded = DistributedSampler(odd, num_replicas=2, rank=rank, shuffle=False)
-    dropped = DistributedSampler(
-        odd, num_replicas=2, rank=rank, shuffle=False, drop_last=True
-    )
-    print(f"11 samples, rank {rank}: {list(padded)}; drop_last: {list(dropped)}")
-# --8<-- [end:sampler]
 
 # --8<-- [start:exercise-to-device]
 import torch
@@ -380,28 +229,238 @@ def to_device(batch, device):
     return batch  # strings, numbers: left alone
 
 
-batch = {"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}
-moved = to_device(batch, torch.device("meta"))
-print(moved["image"].device, moved["meta"][0].device, moved["meta"][1])
 # --8<-- [end:exercise-to-device]
 
-# --8<-- [start:exercise-accumulation]
-import torch
-from torch import nn
 
-torch.manual_seed(0)
-linear = nn.Linear(20, 3)
-x, y = torch.randn(10, 20), torch.randint(0, 3, (10,))
+def examples():
+    """What the page runs to show something, in page order (a function: importing
+    this module prints nothing)."""
+    # --8<-- [start:pick-device-demo]
+    device = pick_device()
+    print("device:", device)
+    # --8<-- [end:pick-device-demo]
 
-linear.zero_grad()
-nn.functional.cross_entropy(linear(x), y).backward()
-full_grad = linear.weight.grad.clone()
+    # --8<-- [start:accelerator-trap]
+    import torch
 
-linear.zero_grad()
-for x_part, y_part in [(x[:7], y[:7]), (x[7:], y[7:])]:  # 7 and 3 samples
-    share = len(x_part) / len(x)  # weight each mean by its share of the samples
-    loss = nn.functional.cross_entropy(linear(x_part), y_part) * share
+    print(
+        "torch built for CUDA:", torch.version.cuda
+    )  # None: CPU-only or macOS build
+    print("accelerator available:", torch.accelerator.is_available())
+    print("current_accelerator():", torch.accelerator.current_accelerator())
+    available = torch.accelerator.current_accelerator(check_available=True)
+    print("current_accelerator(check_available=True):", available)
+    # --8<-- [end:accelerator-trap]
+
+    # --8<-- [start:move]
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)
+    ).to(device)  # once
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.1
+    )  # after moving the model
+
+    images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    images, labels = images.to(device), labels.to(device)  # every batch: a copy
+    loss = nn.functional.cross_entropy(model(images), labels)
+    optimizer.zero_grad()
     loss.backward()
-same = torch.allclose(full_grad, linear.weight.grad, atol=1e-6)
-print("same gradient with uneven micro-batches:", same)
-# --8<-- [end:exercise-accumulation]
+    optimizer.step()
+    print("parameters on:", {p.device.type for p in model.parameters()})
+    print("batch on:", images.device, "| loss on:", loss.device)
+    print("loss:", round(loss.item(), 4))
+    # --8<-- [end:move]
+
+    # --8<-- [start:device-mismatch]
+    import torch
+    from torch import nn
+
+    # The meta device holds shapes but no data: here it plays "another device".
+    layer = nn.Linear(784, 10).to("meta")
+    batch = torch.randn(32, 784)  # forgot to move it
+    try:
+        layer(batch)
+    except RuntimeError as error:
+        mismatch_message = str(error)
+        print("RuntimeError:", mismatch_message)
+
+    weight_device = next(layer.parameters()).device  # the fix: move the batch there
+    output = layer(batch.to(weight_device))
+    print("fixed:", tuple(output.shape), "on", output.device)
+
+    # A Python number, or a 0-d CPU tensor, mixes with a tensor on any device:
+    print("scaled:", (output * 0.5).device, (output * torch.tensor(0.5)).device)
+    # --8<-- [end:device-mismatch]
+
+    # --8<-- [start:time-it-demo]
+    torch.manual_seed(0)
+    a = torch.randn(512, 512, device=device)
+    matmul_ms = time_it(lambda: a @ a, device)
+    print(f"512x512 matmul on {device}: {matmul_ms:.3f} ms")
+    # --8<-- [end:time-it-demo]
+
+    # --8<-- [start:loader-demo]
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(1000, 1, 28, 28, generator=generator)
+    dataset = TensorDataset(inputs, torch.randint(0, 10, (1000,)))
+    loader = make_loader(dataset, batch_size=256, device=device, num_workers=0)
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)  # can overlap with compute
+        labels = labels.to(device, non_blocking=True)
+    print("batches per epoch:", len(loader), "| last batch:", tuple(images.shape))
+    print("pinned:", loader.pin_memory)
+    # --8<-- [end:loader-demo]
+
+    # --8<-- [start:on-device-demo]
+    mnist_train_bytes = 60_000 * 784 * 4  # 60,000 images of 28x28 float32 pixels
+    print(f"MNIST training images as float32: {mnist_train_bytes / 1e6:.0f} MB")
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    all_images = torch.randn(1000, 1, 28, 28, device=device)  # moved once
+    all_labels = torch.randint(0, 10, (1000,), device=device)
+    batches = device_batches(all_images, all_labels, 256, generator)
+    print("batch sizes:", [len(x) for x, _ in batches])
+    # --8<-- [end:on-device-demo]
+
+    # --8<-- [start:autocast]
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(
+        device
+    )
+    x = torch.randn(64, 784, device=device)
+    y = torch.randint(0, 10, (64,), device=device)
+
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        hidden = net[0](x)
+        logits = net(x)
+        probabilities = logits.softmax(dim=1)
+        loss = nn.functional.cross_entropy(logits, y)
+    loss.backward()  # outside the autocast block
+    autocast_dtypes = {
+        "input": x.dtype,
+        "linear output": hidden.dtype,
+        "logits": logits.dtype,
+        "softmax": probabilities.dtype,
+        "loss": loss.dtype,
+        "weight": net[0].weight.dtype,
+        "weight.grad": net[0].weight.grad.dtype,
+    }
+    for name, dtype in autocast_dtypes.items():
+        print(f"{name:>14}: {dtype}")
+    # --8<-- [end:autocast]
+
+    # --8<-- [start:grad-scaler-demo]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)).to(
+        device
+    )
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler(device.type)  # only needed for float16
+    x = torch.randn(64, 784, device=device)
+    y = torch.randint(0, 10, (64,), device=device)
+    losses = [
+        amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)
+    ]
+    print("losses:", [round(v, 3) for v in losses])
+    print("scale:", scaler.get_scale(), "| master weights:", net[0].weight.dtype)
+    # --8<-- [end:grad-scaler-demo]
+
+    # --8<-- [start:oom-demo]
+    print("largest batch that fits:", largest_batch_that_fits(pretend_step, 1024))
+    # --8<-- [end:oom-demo]
+
+    # --8<-- [start:grad-accumulation]
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    x, y = torch.randn(64, 784), torch.randint(0, 10, (64,))
+
+    net.zero_grad()
+    nn.functional.cross_entropy(net(x), y).backward()  # one batch of 64
+    big_batch_grad = net[0].weight.grad.clone()
+
+    net.zero_grad()
+    steps = 4  # four micro-batches of 16: a quarter of the memory for activations
+    for x_part, y_part in zip(x.chunk(steps), y.chunk(steps)):
+        loss = (
+            nn.functional.cross_entropy(net(x_part), y_part) / steps
+        )  # mean of means
+        loss.backward()  # gradients add up in .grad
+    accumulated_grad = net[0].weight.grad.clone()
+    # then optimizer.step() and optimizer.zero_grad(), once per 4 micro-batches
+
+    difference = (big_batch_grad - accumulated_grad).abs().max().item()
+    print(
+        "same gradient:",
+        torch.allclose(big_batch_grad, accumulated_grad, atol=1e-6),
+    )
+    print("largest difference below 1e-7:", difference < 1e-7)  # float32 rounding
+    # --8<-- [end:grad-accumulation]
+
+    # --8<-- [start:sampler]
+    import torch
+    from torch.utils.data import DistributedSampler
+
+    data = list(range(10))  # any dataset with a length
+    for epoch in range(2):
+        for rank in range(2):
+            sampler = DistributedSampler(
+                data, num_replicas=2, rank=rank, shuffle=True, seed=0
+            )
+            sampler.set_epoch(
+                epoch
+            )  # without it, every epoch repeats the same order
+            print(f"epoch {epoch} rank {rank}: {list(sampler)}")
+
+    odd = list(range(11))  # 11 does not divide by 2 ranks: the sampler pads
+    for rank in range(2):
+        padded = DistributedSampler(odd, num_replicas=2, rank=rank, shuffle=False)
+        dropped = DistributedSampler(
+            odd, num_replicas=2, rank=rank, shuffle=False, drop_last=True
+        )
+        print(
+            f"11 samples, rank {rank}: {list(padded)}; drop_last: {list(dropped)}"
+        )
+    # --8<-- [end:sampler]
+
+    # --8<-- [start:exercise-to-device-demo]
+    batch = {"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}
+    moved = to_device(batch, torch.device("meta"))
+    print(moved["image"].device, moved["meta"][0].device, moved["meta"][1])
+    # --8<-- [end:exercise-to-device-demo]
+
+    # --8<-- [start:exercise-accumulation]
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    linear = nn.Linear(20, 3)
+    x, y = torch.randn(10, 20), torch.randint(0, 3, (10,))
+
+    linear.zero_grad()
+    nn.functional.cross_entropy(linear(x), y).backward()
+    full_grad = linear.weight.grad.clone()
+
+    linear.zero_grad()
+    for x_part, y_part in [(x[:7], y[:7]), (x[7:], y[7:])]:  # 7 and 3 samples
+        share = len(x_part) / len(x)  # weight each mean by its share of the samples
+        loss = nn.functional.cross_entropy(linear(x_part), y_part) * share
+        loss.backward()
+    same = torch.allclose(full_grad, linear.weight.grad, atol=1e-6)
+    print("same gradient with uneven micro-batches:", same)
+    # --8<-- [end:exercise-accumulation]
+
+    return locals()
+
+
+if __name__ == "__main__":
+    examples()

@@ -191,19 +191,20 @@ def training_flops(model):
     weights, and as much again for the gradient of its input, which the first
     layer skips: nothing needs a gradient with respect to the pixels.
     """
-    rows, first = [], True
-    for layer in model.modules():
-        if isinstance(layer, nn.Linear):
-            forward = 2 * layer.in_features * layer.out_features
-            rows.append(
-                {
-                    "layer": f"{layer.in_features}x{layer.out_features}",
-                    "forward": forward,
-                    "weight_grad": forward,
-                    "input_grad": 0 if first else forward,
-                }
-            )
-            first = False
+    linears = [layer for layer in model.modules() if isinstance(layer, nn.Linear)]
+    rows = []
+    for number, layer in enumerate(linears):
+        forward = 2 * layer.in_features * layer.out_features
+        shape = f"{layer.in_features}x{layer.out_features}"
+        input_grad = 0 if number == 0 else forward
+        rows.append(
+            {
+                "layer": shape,
+                "forward": forward,
+                "weight_grad": forward,
+                "input_grad": input_grad,
+            }
+        )
     return rows
 
 
@@ -458,8 +459,9 @@ def train_further(train, val, seed=0, config=FURTHER):
 # --8<-- [end:further]
 
 
-def page_examples():
-    """The small examples the page runs (in a function: import prints nothing)."""
+def examples():
+    """What the page runs to show something, in page order (a function: importing
+    this module prints nothing)."""
     # --8<-- [start:setup-demo]
     print("device:", pick_device())
     black, white = (0 - MEAN) / STD, (1 - MEAN) / STD
@@ -544,15 +546,7 @@ def page_examples():
             print("ValueError:", str(error).split(": ", 1)[1])  # without the path
     # --8<-- [end:png-demo]
 
-    return locals()
-
-
-def exercise_solutions():
-    """The exercises' solutions (in a function: import prints nothing)."""
     # --8<-- [start:exercise-loss]
-    import torch
-    from torch import nn
-
     logits, target = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([2])
     cross_entropy = nn.CrossEntropyLoss()(logits, target)
     nll_of_log_softmax = nn.NLLLoss()(logits.log_softmax(dim=1), target)

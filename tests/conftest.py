@@ -2,15 +2,20 @@
 
 import contextlib
 import functools
+import gzip
 import io
 import os
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -19,31 +24,94 @@ SNIPPETS = ROOT / "snippets"
 # library) has deprecated fails the build. mkdocs resets Python's DeprecationWarning filter, so only the environment
 # variable reaches the executed blocks (tests/test_site.py checks that it does).
 BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1", "PYTHONWARNINGS": "error::DeprecationWarning,error::FutureWarning"}
-BROWSER_REPORT: list[str] = []  # lines tests/test_browser.py prints at the end of the run (page weights, links ...)
+BROWSER_REPORT: list[str] = []
+
+
+def site_config():
+    """mkdocs.yml as plain YAML: !!python/name tags as their names, !ENV as its default."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/name:", lambda loader, suffix, node: suffix)
+    Loader.add_constructor("!ENV", lambda loader, node: loader.construct_sequence(node)[-1])
+    return yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+
+
+# The pages that teach (not the home page, resources or the contributor guide): each has its module, its test, the
+# chapter structure and a notebook.
+CHAPTERS = site_config()["extra"]["notebooks"]["chapters"]
+
+# Both site generators build the site in the tests: MkDocs with Material (the publishing build) and Zensical, its
+# successor. Every test that takes `built_site` runs against each output.
+BUILDERS = ["mkdocs", "zensical"]
+# Zensical passes a build whose executed block raised (it logs the error, says "No issues found" and exits 0):
+# its log is searched for markdown-exec's message instead.
+EXEC_ERROR = re.compile(r"markdown_exec: Execution of .* code block exited with errors|Traceback \(most recent call")
 
 
 def pytest_terminal_summary(terminalreporter):
+    if BUILD_SECONDS:
+        terminalreporter.section("site builds")
+        for name, seconds in BUILD_SECONDS.items():
+            terminalreporter.write_line(f"{name}: full strict build in {seconds:.1f} s")
     if BROWSER_REPORT:
         terminalreporter.section("browser report (build/browser-report/)")
         for line in BROWSER_REPORT:
             terminalreporter.write_line(line)
 
 
+def build_site(builder, site):
+    """Build the whole site strictly with ``builder`` into ``site`` (inside the repository, as Zensical requires);
+    return the log. Fails on any warning, on any executed block that raised, and on a page showing a traceback."""
+    env = {**os.environ, **BUILD_ENV, "GUIDE_SITE_DIR": str(site)}
+    if builder == "mkdocs":
+        command = [sys.executable, "-m", "mkdocs", "build", "--strict"]
+    else:
+        command = [str(Path(sys.executable).with_name("zensical")), "build", "--strict", "--clean", "-f", "mkdocs.yml"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    log = result.stdout + result.stderr
+    BUILD_SECONDS[builder] = time.perf_counter() - started
+    assert result.returncode == 0, f"{builder}: strict build failed:\n{log[-8000:]}"
+    assert not EXEC_ERROR.search(log), f"{builder}: an executed block raised:\n{log[-8000:]}"
+    for html in site.rglob("*.html"):
+        text = re.sub(r"<[^>]+>", "", html.read_text(encoding="utf-8"))
+        assert "Traceback (most recent call last)" not in text, f"{builder}: {html.relative_to(site)} shows a traceback"
+    return log
+
+
+BUILD_SECONDS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session", params=BUILDERS)
+def builder(request):
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory):
-    """Build the whole site with ``mkdocs build --strict``; return the folder holding the HTML."""
-    site = tmp_path_factory.mktemp("site")
-    env = {**os.environ, **BUILD_ENV}
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, f"strict build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
-    return site
+def built_site(builder):
+    """The whole site, built strictly by ``builder`` (once per test session); the folder holding the HTML."""
+    return site_built_by(builder)
+
+
+@pytest.fixture(scope="session")
+def mkdocs_site():
+    """The publishing build alone, for checks whose result cannot differ between the builders' HTML."""
+    return site_built_by("mkdocs")
+
+
+_SITES: dict[str, Path] = {}
+
+
+def site_built_by(builder):
+    if builder not in _SITES:
+        site = ROOT / "build" / f"site-{builder}"
+        shutil.rmtree(site, ignore_errors=True)
+        build_site(builder, site)
+        _SITES[builder] = site
+    return _SITES[builder]
 
 
 def page_html(site: Path, page: str) -> str:
@@ -61,8 +129,10 @@ SECTION = re.compile(
 
 @functools.cache
 def snippet_sections(module):
-    """{section name: code, dedented} of snippets/<module>.py, read independently of pymdownx.snippets."""
-    text = (SNIPPETS / f"{module}.py").read_text(encoding="utf-8")
+    """{section name: code, dedented} of snippets/<module>.py (or of a file a page includes, given by its path from
+    the repository root, such as benchmarks/mnist.py), read independently of pymdownx.snippets."""
+    path = ROOT / module if module.endswith(".py") else SNIPPETS / f"{module}.py"
+    text = path.read_text(encoding="utf-8")
     return {m["name"]: textwrap.dedent(m["code"]) for m in SECTION.finditer(text)}
 
 
@@ -78,3 +148,36 @@ def run_section(module, name, after=()):
     with contextlib.redirect_stdout(out):
         exec(compile(sections[name], f"snippets/{module}.py:{name}", "exec"), namespace)
     return namespace, out.getvalue()
+
+
+# --- a tiny MNIST in the real format: the chapters' and benchmarks' tests never need the real data
+
+
+def synthetic_digits(n, seed):
+    """n images (uint8, n x 28 x 28) whose class is a 6x6 bright block at one of 10 places, and their labels."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 40, (n, 28, 28), generator=generator)
+    for i, label in enumerate(labels.tolist()):
+        row, col = 3 + (label // 5) * 12, 2 + (label % 5) * 5
+        jitter = torch.randint(0, 2, (2,), generator=generator).tolist()
+        images[i, row + jitter[0] : row + jitter[0] + 6, col + jitter[1] : col + jitter[1] + 5] = 230
+    return images.to(torch.uint8), labels
+
+
+def write_idx(path, tensor, magic):
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", size) for size in tensor.shape)
+    with gzip.open(path, "wb") as file:
+        file.write(header + tensor.numpy().tobytes())
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n, seed in (("train", 200, 0), ("t10k", 100, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
+    return root

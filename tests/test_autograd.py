@@ -2,6 +2,8 @@
 
 import math
 import re
+import subprocess
+import sys
 
 import matplotlib
 
@@ -9,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import page_html, run_section, snippet_sections  # noqa: E402
+from conftest import ROOT, page_html, run_section, snippet_sections  # noqa: E402
 
 SECTIONS = snippet_sections("autograd")
 # Sections that continue an earlier one on the page (they use its names); every other section stands alone.
@@ -32,8 +34,17 @@ def close_figures():
     plt.close("all")
 
 
-def test_the_module_imports_and_runs_every_section():
-    import snippets.autograd  # noqa: F401  (runs every section in page order)
+def test_the_module_runs_every_section_in_page_order():
+    import snippets.autograd
+
+    snippets.autograd.examples()
+
+
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.autograd"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))

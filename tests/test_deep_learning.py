@@ -1,73 +1,83 @@
 """docs/deep_learning.md: the claims the page makes, checked on the executed sections."""
 
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import pytest
 import torch
-from conftest import run_section
+from conftest import ROOT, run_section
 
 import snippets.deep_learning as m
 
 
-def test_the_hand_written_rule_converts_known_points():
-    assert m.celsius_to_fahrenheit(-40) == -40
-    assert m.celsius_to_fahrenheit(100) == 212
-    assert m.celsius_to_fahrenheit(0) == 32
+@pytest.fixture(scope="module")
+def page():
+    """The names the page's examples define, run once in page order as the page runs them."""
+    return SimpleNamespace(**m.examples())
 
 
-def test_the_training_answers_come_from_the_rule():
-    assert torch.allclose(m.fahrenheit, m.celsius * 1.8 + 32)
+def test_the_hand_written_rule_converts_known_points(page):
+    assert page.celsius_to_fahrenheit(-40) == -40
+    assert page.celsius_to_fahrenheit(100) == 212
+    assert page.celsius_to_fahrenheit(0) == 32
 
 
-def test_gradient_descent_recovers_the_rule_from_examples():
-    assert m.learned_weight == pytest.approx(1.8, abs=1e-3)
-    assert m.learned_bias == pytest.approx(32.0, abs=0.01)
+def test_the_training_answers_come_from_the_rule(page):
+    assert torch.allclose(page.fahrenheit, page.celsius * 1.8 + 32)
 
 
-def test_the_learned_model_generalises_to_an_unseen_input():
-    assert 100.0 not in m.celsius
-    prediction = m.learned_weight * 100 + m.learned_bias
+def test_gradient_descent_recovers_the_rule_from_examples(page):
+    assert page.learned_weight == pytest.approx(1.8, abs=1e-3)
+    assert page.learned_bias == pytest.approx(32.0, abs=0.01)
+
+
+def test_the_learned_model_generalises_to_an_unseen_input(page):
+    assert 100.0 not in page.celsius
+    prediction = page.learned_weight * 100 + page.learned_bias
     assert prediction == pytest.approx(212.0, abs=0.2)
 
 
-def test_a_linear_model_cannot_separate_the_circle_but_a_hidden_layer_can():
+def test_a_linear_model_cannot_separate_the_circle_but_a_hidden_layer_can(page):
     # "does no better than always answering 'outside'"
-    assert m.linear_accuracy <= m.majority + 0.02
+    assert page.linear_accuracy <= page.majority + 0.02
     # "classifies almost every test point correctly"
-    assert m.deep_accuracy >= 0.95
-    assert m.deep_accuracy > m.linear_accuracy + 0.3
+    assert page.deep_accuracy >= 0.95
+    assert page.deep_accuracy > page.linear_accuracy + 0.3
 
 
-def test_the_circle_test_set_is_distinct_from_the_training_set():
-    assert m.train_points.shape == m.test_points.shape == (400, 2)
-    assert not torch.equal(m.train_points, m.test_points)
+def test_the_circle_test_set_is_distinct_from_the_training_set(page):
+    assert page.train_points.shape == page.test_points.shape == (400, 2)
+    assert not torch.equal(page.train_points, page.test_points)
 
 
-def test_building_block_shapes_are_as_the_page_explains():
+def test_building_block_shapes_are_as_the_page_explains(page):
     expected = {
         "Linear(20, 5)": ((8, 20), (8, 5)),
         "Conv2d(3, 16, 3, padding=1)": ((8, 3, 32, 32), (8, 16, 32, 32)),
         "LSTM(12, 32)": ((8, 10, 12), (8, 10, 32)),
         "TransformerEncoderLayer(64, 4)": ((8, 10, 64), (8, 10, 64)),
     }
-    assert {name: (tuple(a), tuple(b)) for name, (a, b) in m.shapes.items()} == expected
-    assert m.last_hidden.shape == m.last_cell.shape == (1, 8, 32)
+    assert {name: (tuple(a), tuple(b)) for name, (a, b) in page.shapes.items()} == expected
+    assert page.last_hidden.shape == page.last_cell.shape == (1, 8, 32)
     # the last step of the LSTM output is its last hidden state
-    assert torch.allclose(m.lstm_outputs[:, -1], m.last_hidden[0])
+    assert torch.allclose(page.lstm_outputs[:, -1], page.last_hidden[0])
 
 
-def test_the_transformer_layer_in_eval_mode_is_deterministic():
+def test_the_transformer_layer_in_eval_mode_is_deterministic(page):
     with torch.no_grad():
-        assert torch.equal(m.encoder_layer(m.tokens), m.encoder_layer(m.tokens))
+        assert torch.equal(page.encoder_layer(page.tokens), page.encoder_layer(page.tokens))
 
 
-def test_kelvin_exercise_recovers_weight_one_and_offset():
-    assert m.kelvin_weight == pytest.approx(1.0, abs=1e-3)
-    assert m.kelvin_bias == pytest.approx(273.15, abs=0.05)
+def test_kelvin_exercise_recovers_weight_one_and_offset(page):
+    assert page.kelvin_weight == pytest.approx(1.0, abs=1e-3)
+    assert page.kelvin_bias == pytest.approx(273.15, abs=0.05)
 
 
-def test_conv_exercise_shapes():
+def test_conv_exercise_shapes(page):
     images = torch.zeros(4, 1, 28, 28)
-    assert m.no_padding(images).shape == (4, 8, 24, 24)
-    assert m.same_padding(images).shape == (4, 8, 28, 28)
+    assert page.no_padding(images).shape == (4, 8, 24, 24)
+    assert page.same_padding(images).shape == (4, 8, 28, 28)
 
 
 def test_the_weight_converges_long_before_the_bias():
@@ -78,3 +88,10 @@ def test_the_weight_converges_long_before_the_bias():
     weight = float(step_1000.split("weight")[1].split()[0])
     bias = float(step_1000.split("bias")[1].split()[0])
     assert abs(weight - 1.8) < 0.05 and 32 - bias > 3
+
+
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.deep_learning"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""

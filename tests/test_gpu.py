@@ -1,24 +1,32 @@
 """docs/gpu.md: every code path runs on the CPU here (the device falls back); CUDA-only checks skip without CUDA."""
 
 import collections
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+import benchmarks.reports.gpu as report
 import snippets.gpu as m
-import snippets.gpu_report as report
-from snippets.records import check_fresh, read_record
+from site_tools.records import check_fresh, read_record
+
+
+@pytest.fixture(scope="module")
+def page():
+    """The names the page's examples define, run once in page order as the page runs them."""
+    return SimpleNamespace(**m.examples())
+
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def test_pick_device_is_the_available_accelerator_or_the_cpu():
+def test_pick_device_is_the_available_accelerator_or_the_cpu(page):
     accelerator = torch.accelerator.current_accelerator(check_available=True)
     expected = accelerator if accelerator is not None else torch.device("cpu")
-    assert m.pick_device() == expected == m.device
+    assert m.pick_device() == expected == page.device
     if not torch.accelerator.is_available():
-        assert m.device == torch.device("cpu")
+        assert page.device == torch.device("cpu")
 
 
 @pytest.mark.skipif(torch.accelerator.is_available(), reason="the trap shows only without an accelerator")
@@ -31,28 +39,28 @@ def test_current_accelerator_without_check_names_a_device_that_is_not_there():
             torch.zeros(1, device=torch.accelerator.current_accelerator())
 
 
-def test_model_batch_and_loss_share_the_device_and_the_step_ran():
-    assert {p.device for p in m.model.parameters()} == {m.device}
-    assert m.images.device.type == m.loss.device.type == m.device.type
-    assert all(p.grad is not None for p in m.model.parameters())
+def test_model_batch_and_loss_share_the_device_and_the_step_ran(page):
+    assert {p.device for p in page.model.parameters()} == {page.device}
+    assert page.images.device.type == page.loss.device.type == page.device.type
+    assert all(p.grad is not None for p in page.model.parameters())
 
 
-def test_device_mismatch_raises_with_the_printed_message_and_the_fix_works():
-    assert m.mismatch_message == "Tensor on device meta is not on the expected device cpu!"
+def test_device_mismatch_raises_with_the_printed_message_and_the_fix_works(page):
+    assert page.mismatch_message == "Tensor on device meta is not on the expected device cpu!"
     with pytest.raises(RuntimeError, match="is not on the expected device"):
-        m.layer(torch.randn(2, 784))
-    assert m.output.shape == (32, 10) and m.output.device.type == "meta"
+        page.layer(torch.randn(2, 784))
+    assert page.output.shape == (32, 10) and page.output.device.type == "meta"
     # Python numbers and 0-d CPU tensors mix with any device; a 1-d CPU tensor does not
-    assert (m.output * torch.tensor(0.5)).device.type == "meta"
+    assert (page.output * torch.tensor(0.5)).device.type == "meta"
     with pytest.raises(RuntimeError, match="is not on the expected device"):
-        m.output * torch.ones(1)
+        page.output * torch.ones(1)
 
 
-def test_time_it_returns_a_positive_median_and_runs_warmup_plus_repeats():
+def test_time_it_returns_a_positive_median_and_runs_warmup_plus_repeats(page):
     calls = []
-    ms = m.time_it(lambda: calls.append(1), m.device, warmup=2, repeats=5)
+    ms = m.time_it(lambda: calls.append(1), page.device, warmup=2, repeats=5)
     assert len(calls) == 7 and ms >= 0
-    assert m.matmul_ms > 0
+    assert page.matmul_ms > 0
 
 
 def test_time_it_measures_sleep():
@@ -61,46 +69,46 @@ def test_time_it_measures_sleep():
     assert 15 <= m.time_it(lambda: time.sleep(0.02), "cpu", warmup=0, repeats=3) < 200
 
 
-def test_loader_pins_memory_only_for_an_accelerator_and_keeps_every_sample():
-    assert not m.make_loader(m.dataset, 256, "cpu", num_workers=0).pin_memory
-    assert m.make_loader(m.dataset, 256, "cuda", num_workers=0).pin_memory
-    assert m.make_loader(m.dataset, 256, "xpu", num_workers=0).pin_memory
-    assert len(m.loader) == 4 and m.images.shape == (232, 1, 28, 28)
+def test_loader_pins_memory_only_for_an_accelerator_and_keeps_every_sample(page):
+    assert not m.make_loader(page.dataset, 256, "cpu", num_workers=0).pin_memory
+    assert m.make_loader(page.dataset, 256, "cuda", num_workers=0).pin_memory
+    assert m.make_loader(page.dataset, 256, "xpu", num_workers=0).pin_memory
+    assert len(page.loader) == 4 and page.images.shape == (232, 1, 28, 28)
 
 
-def test_loader_with_workers_yields_the_same_samples():
-    loader = m.make_loader(m.dataset, 250, "cpu", num_workers=2, shuffle=False)
+def test_loader_with_workers_yields_the_same_samples(page):
+    loader = m.make_loader(page.dataset, 250, "cpu", num_workers=2, shuffle=False)
     assert loader.persistent_workers
     images = torch.cat([x for x, _ in loader])
-    assert torch.equal(images, m.dataset.tensors[0])
+    assert torch.equal(images, page.dataset.tensors[0])
 
 
-def test_device_batches_cover_every_sample_once():
+def test_device_batches_cover_every_sample_once(page):
     labels = torch.arange(1000)
     seen = torch.cat([y for _, y in m.device_batches(torch.zeros(1000, 1), labels, 256)])
     assert sorted(seen.tolist()) == list(range(1000))
     assert not torch.equal(seen, labels)  # shuffled
-    assert [len(x) for x, _ in m.device_batches(m.all_images, m.all_labels, 256)] == [256, 256, 256, 232]
-    assert m.mnist_train_bytes == 188_160_000
+    assert [len(x) for x, _ in m.device_batches(page.all_images, page.all_labels, 256)] == [256, 256, 256, 232]
+    assert page.mnist_train_bytes == 188_160_000
 
 
-def test_autocast_runs_linear_layers_in_bfloat16_and_keeps_fp32_master_weights():
-    assert m.autocast_dtypes == {
+def test_autocast_runs_linear_layers_in_bfloat16_and_keeps_fp32_master_weights(page):
+    assert page.autocast_dtypes == {
         "input": torch.float32,
         "linear output": torch.bfloat16,
         "logits": torch.bfloat16,
-        "softmax": torch.bfloat16 if m.device.type == "cpu" else torch.float32,  # CPU autocast does not upcast it
+        "softmax": torch.bfloat16 if page.device.type == "cpu" else torch.float32,  # CPU autocast does not upcast it
         "loss": torch.float32,
         "weight": torch.float32,
         "weight.grad": torch.float32,
     }
-    assert not torch.is_autocast_enabled(m.device.type)  # the block is closed: float32 again
-    assert nn.Linear(4, 2).to(m.device)(torch.randn(3, 4, device=m.device)).dtype == torch.float32
+    assert not torch.is_autocast_enabled(page.device.type)  # the block is closed: float32 again
+    assert nn.Linear(4, 2).to(page.device)(torch.randn(3, 4, device=page.device)).dtype == torch.float32
 
 
-def test_grad_scaler_steps_train_and_the_scale_stays_finite():
-    assert m.losses[-1] < m.losses[0]
-    assert m.scaler.is_enabled() and m.scaler.get_scale() == 65536.0
+def test_grad_scaler_steps_train_and_the_scale_stays_finite(page):
+    assert page.losses[-1] < page.losses[0]
+    assert page.scaler.is_enabled() and page.scaler.get_scale() == 65536.0
 
 
 def test_grad_scaler_skips_a_step_with_an_inf_gradient():
@@ -152,10 +160,10 @@ def test_largest_batch_halves_on_out_of_memory():
     assert issubclass(torch.OutOfMemoryError, RuntimeError)
 
 
-def test_gradient_accumulation_gives_the_big_batch_gradient():
-    assert torch.allclose(m.big_batch_grad, m.accumulated_grad, atol=1e-6)
-    assert 0 < m.difference < 1e-7  # the page prints the bound, not the rounding noise itself
-    assert m.big_batch_grad.abs().max() > 1e-3  # a real gradient, not zeros
+def test_gradient_accumulation_gives_the_big_batch_gradient(page):
+    assert torch.allclose(page.big_batch_grad, page.accumulated_grad, atol=1e-6)
+    assert 0 < page.difference < 1e-7  # the page prints the bound, not the rounding noise itself
+    assert page.big_batch_grad.abs().max() > 1e-3  # a real gradient, not zeros
 
 
 def test_accumulation_without_dividing_by_steps_is_four_times_too_large():
@@ -170,11 +178,11 @@ def test_accumulation_without_dividing_by_steps_is_four_times_too_large():
     assert torch.allclose(net.weight.grad, 4 * full, atol=1e-5)
 
 
-def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch():
+def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch(page):
     shares = {}
     for epoch in range(2):
         for rank in range(2):
-            sampler = torch.utils.data.DistributedSampler(m.data, num_replicas=2, rank=rank, shuffle=True, seed=0)
+            sampler = torch.utils.data.DistributedSampler(page.data, num_replicas=2, rank=rank, shuffle=True, seed=0)
             sampler.set_epoch(epoch)
             shares[epoch, rank] = list(sampler)
     for epoch in range(2):
@@ -182,11 +190,11 @@ def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch():
     assert shares[0, 0] != shares[1, 0]
 
 
-def test_distributed_sampler_pads_an_odd_dataset_by_repeating_the_first_index():
-    padded = [list(torch.utils.data.DistributedSampler(m.odd, 2, rank, shuffle=False)) for rank in range(2)]
+def test_distributed_sampler_pads_an_odd_dataset_by_repeating_the_first_index(page):
+    padded = [list(torch.utils.data.DistributedSampler(page.odd, 2, rank, shuffle=False)) for rank in range(2)]
     assert padded == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 0]]
     dropped = [
-        list(torch.utils.data.DistributedSampler(m.odd, 2, rank, shuffle=False, drop_last=True)) for rank in range(2)
+        list(torch.utils.data.DistributedSampler(page.odd, 2, rank, shuffle=False, drop_last=True)) for rank in range(2)
     ]
     assert dropped == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
 
@@ -231,22 +239,22 @@ def test_to_device_copies_to_the_cpu_synchronously(monkeypatch):
     assert seen == [False, True]
 
 
-def test_exercise_to_device_moves_nested_tensors_and_keeps_the_rest():
-    assert m.moved["image"].device.type == "meta" and m.moved["meta"][0].device.type == "meta"
-    assert m.moved["meta"][1] == "id-7" and isinstance(m.moved["meta"], tuple)
+def test_exercise_to_device_moves_nested_tensors_and_keeps_the_rest(page):
+    assert page.moved["image"].device.type == "meta" and page.moved["meta"][0].device.type == "meta"
+    assert page.moved["meta"][1] == "id-7" and isinstance(page.moved["meta"], tuple)
     assert m.to_device([torch.ones(1)], "cpu")[0].device.type == "cpu"
     Pair = collections.namedtuple("Pair", "image label")
     pair = m.to_device(Pair(torch.ones(1), 3), "meta")
     assert type(pair) is Pair and pair.image.device.type == "meta" and pair.label == 3
 
 
-def test_exercise_uneven_accumulation_matches_the_full_batch():
-    assert torch.allclose(m.full_grad, m.linear.weight.grad, atol=1e-6)
-    assert m.full_grad.abs().max() > 1e-3
+def test_exercise_uneven_accumulation_matches_the_full_batch(page):
+    assert torch.allclose(page.full_grad, page.linear.weight.grad, atol=1e-6)
+    assert page.full_grad.abs().max() > 1e-3
 
 
 def test_benchmark_record_is_fresh_and_leaves_the_gpu_entry_empty_only_with_a_reason():
-    record = check_fresh(read_record("gpu_bench"))
+    record = check_fresh(read_record("gpu"))
     devices = record["metrics"]["devices"]
     assert devices["cpu"] is not None
     assert set(devices["cpu"]["variants"]) == {"dataloader", "on-device", "amp", "compile"}
@@ -264,7 +272,7 @@ def test_bench_results_section_prints_the_record(capsys):
 
 
 def test_the_cpu_flags_behind_the_bfloat16_claim_are_recorded():
-    cpu = read_record("gpu_bench")["metrics"]["devices"]["cpu"]
+    cpu = read_record("gpu")["metrics"]["devices"]["cpu"]
     assert cpu["instruction_sets"]["torch_capability"]
     assert isinstance(cpu["instruction_sets"]["flags"], list)
 
@@ -303,8 +311,8 @@ def test_a_real_out_of_memory_error_is_caught():
 
 
 @needs_cuda
-def test_pinned_loader_and_non_blocking_copy_reach_the_gpu():
-    loader = m.make_loader(m.dataset, 256, "cuda", num_workers=0)
+def test_pinned_loader_and_non_blocking_copy_reach_the_gpu(page):
+    loader = m.make_loader(page.dataset, 256, "cuda", num_workers=0)
     images, _ = next(iter(loader))
     assert images.is_pinned()
     assert images.to("cuda", non_blocking=True).device.type == "cuda"

@@ -5,12 +5,14 @@ import datetime
 import io
 import platform
 import re
-import runpy
+import subprocess
+import sys
 
 import torch
 import torchvision
-from conftest import DOCS, SNIPPETS, page_html
-from test_site import CHAPTERS
+from conftest import CHAPTERS, DOCS, ROOT, page_html
+
+import snippets.index as m
 
 PAGE = (DOCS / "index.md").read_text(encoding="utf-8")
 
@@ -20,10 +22,17 @@ def test_the_path_links_every_chapter_in_order():
     assert linked == CHAPTERS + ["resources"]
 
 
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.index"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""
+
+
 def test_versions_section_prints_this_environment():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        runpy.run_path(str(SNIPPETS / "index.py"))
+        m.examples()
     printed = out.getvalue()
     assert f"torch        {torch.__version__}\n" in printed
     assert f"torchvision  {torchvision.__version__}\n" in printed

@@ -3,65 +3,83 @@
 import contextlib
 import io
 import re
-import runpy
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import DOCS, SNIPPETS
+from conftest import DOCS, ROOT
+
+import snippets.install as m
 
 PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def run():
-    """The module's namespace after running it, and everything it printed."""
+    """The names the page's examples define, run once in page order as the page runs them, and what they printed."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        namespace = runpy.run_path(str(SNIPPETS / "install.py"))
-    return namespace, out.getvalue()
+        names = m.examples()
+    return SimpleNamespace(**names), out.getvalue()
 
 
-def test_verify_prints_the_installed_versions(run):
-    namespace, printed = run
+@pytest.fixture(scope="module")
+def page(run):
+    """The names the page's examples define, run once in page order as the page runs them."""
+    return run[0]
+
+
+@pytest.fixture(scope="module")
+def printed(run):
+    """Everything the page's examples printed."""
+    return run[1]
+
+
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.install"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_verify_prints_the_installed_versions(printed):
     assert f"torch:               {torch.__version__}\n" in printed
     assert f"built with CUDA:     {torch.version.cuda}\n" in printed
 
 
-def test_verify_falls_back_to_the_cpu_exactly_when_no_accelerator_is_usable(run):
-    namespace, printed = run
+def test_verify_falls_back_to_the_cpu_exactly_when_no_accelerator_is_usable(page):
     if torch.accelerator.is_available():
-        assert namespace["device"] == torch.accelerator.current_accelerator()
+        assert page.device == torch.accelerator.current_accelerator()
     else:
-        assert namespace["accelerator"] is None
-        assert namespace["device"] == torch.device("cpu")
-    assert namespace["check"].tolist() == [[3.0, 3.0], [3.0, 3.0]]
-    assert namespace["check"].device.type == namespace["device"].type
+        assert page.accelerator is None
+        assert page.device == torch.device("cpu")
+    assert page.check.tolist() == [[3.0, 3.0], [3.0, 3.0]]
+    assert page.check.device.type == page.device.type
 
 
-def test_check_available_agrees_with_is_available(run):
-    namespace, _ = run
-    assert (namespace["usable"] is not None) == torch.accelerator.is_available()
-    if namespace["usable"] is not None:
-        assert namespace["usable"] == namespace["compiled_for"]
+def test_check_available_agrees_with_is_available(page):
+    assert (page.usable is not None) == torch.accelerator.is_available()
+    if page.usable is not None:
+        assert page.usable == page.compiled_for
 
 
 @pytest.mark.skipif(
     torch.version.cuda is None or torch.accelerator.is_available(),
     reason="the trap shows only with a CUDA build on a machine without a usable GPU",
 )
-def test_the_trap_current_accelerator_says_cuda_without_a_gpu(run):
-    namespace, printed = run
-    assert namespace["compiled_for"] == torch.device("cuda")
-    assert namespace["usable"] is None
+def test_the_trap_current_accelerator_says_cuda_without_a_gpu(page, printed):
+    assert page.compiled_for == torch.device("cuda")
+    assert page.usable is None
     assert "raises:\n  RuntimeError: Found no NVIDIA driver on your system\n" in printed
 
 
-def test_pick_device_solution_puts_the_model_on_the_picked_device(run):
-    namespace, _ = run
-    picked = namespace["pick_device"]()
+def test_pick_device_solution_puts_the_model_on_the_picked_device(page):
+    picked = page.pick_device()
     expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else torch.device("cpu")
     assert picked == expected
-    assert next(namespace["model"].parameters()).device.type == picked.type
+    assert next(page.model.parameters()).device.type == picked.type
 
 
 def shell_blocks():

@@ -4,9 +4,7 @@ The real data is never needed: a fixture writes 200 training and 100 test images
 at its own place, plus noise) as the four gzip IDX files torchvision reads, under <root>/MNIST/raw/.
 """
 
-import gzip
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -15,44 +13,15 @@ from urllib.error import URLError
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from conftest import synthetic_digits
 from PIL import Image
 from torch.utils.data import DataLoader, random_split
 
+import benchmarks.reports.mnist as report
 import snippets.mnist as m
-import snippets.mnist_report as report
-from snippets.records import RECORDS_DIR, check_fresh, read_record
+from site_tools.records import RECORDS_DIR, check_fresh, read_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def synthetic_digits(n, seed):
-    """n images (uint8, n x 28 x 28) whose class is a 6x6 bright block at one of 10 places, and their labels."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 10
-    images = torch.randint(0, 40, (n, 28, 28), generator=generator)
-    for i, label in enumerate(labels.tolist()):
-        row, col = 3 + (label // 5) * 12, 2 + (label % 5) * 5
-        jitter = torch.randint(0, 2, (2,), generator=generator).tolist()
-        images[i, row + jitter[0] : row + jitter[0] + 6, col + jitter[1] : col + jitter[1] + 5] = 230
-    return images.to(torch.uint8), labels
-
-
-def write_idx(path, tensor, magic):
-    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", size) for size in tensor.shape)
-    with gzip.open(path, "wb") as file:
-        file.write(header + tensor.numpy().tobytes())
-
-
-@pytest.fixture(scope="session")
-def mnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", 200, 0), ("t10k", 100, 1)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
-    return root
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -247,7 +216,7 @@ def test_pick_device_falls_back_to_the_cpu():
 
 
 def test_the_page_examples_show_what_the_page_says(capsys):
-    names = m.page_examples()
+    names = m.examples()
     out = capsys.readouterr().out
     assert "identical to the per-image transform: True" in out
     assert "identical predictions: True" in out
@@ -296,7 +265,7 @@ RECORDS = sorted(RECORDS_DIR.glob("mnist*.json"))
 
 
 def test_there_is_a_recorded_run():
-    assert RECORDS, "no MNIST record: run python -m snippets.mnist_bench --data-root data --record"
+    assert RECORDS, "no MNIST record: run python -m benchmarks.mnist --data-root data --record"
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.name)
@@ -328,7 +297,7 @@ def test_the_recorded_results_render(capsys):
 
 
 def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflows(capsys):
-    names = m.exercise_solutions()
+    names = m.examples()
     out = capsys.readouterr().out
     assert "log_softmax: 200.0" in out and "log(softmax): inf" in out
     ce = torch.nn.functional.cross_entropy(names["logits"], names["target"])

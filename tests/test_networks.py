@@ -1,12 +1,23 @@
 """docs/networks.md: what the page claims about modules, parameters, train/eval and activations."""
 
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT
 from torch import nn
 
 import snippets.networks as m
+
+
+@pytest.fixture(scope="module")
+def page():
+    """The names the page's examples define, run once in page order as the page runs them."""
+    return SimpleNamespace(**m.examples())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -15,35 +26,35 @@ def close_figures():
     plt.close("all")
 
 
-def test_calling_the_module_runs_hooks_and_forward_does_not():
-    assert m.calls == [(5, 3)]  # one hook call for model(x), none for model.forward(x)
-    assert torch.equal(m.model(m.features), m.model.forward(m.features))
+def test_calling_the_module_runs_hooks_and_forward_does_not(page):
+    assert page.calls == [(5, 3)]  # one hook call for model(x), none for model.forward(x)
+    assert torch.equal(page.model(page.features), page.model.forward(page.features))
 
 
-def test_linear_weight_is_out_by_in_and_computes_x_wt_plus_b():
-    assert m.layer.weight.shape == (128, 784)
-    assert m.layer.bias.shape == (128,)
-    assert m.hidden.shape == (32, 128)
-    expected = m.images @ m.layer.weight.T + m.layer.bias
-    assert torch.allclose(m.hidden, expected, atol=1e-5)
-    assert torch.allclose(m.hidden[:, 7], m.images @ m.layer.weight[7] + m.layer.bias[7], atol=1e-5)
+def test_linear_weight_is_out_by_in_and_computes_x_wt_plus_b(page):
+    assert page.layer.weight.shape == (128, 784)
+    assert page.layer.bias.shape == (128,)
+    assert page.hidden.shape == (32, 128)
+    expected = page.images @ page.layer.weight.T + page.layer.bias
+    assert torch.allclose(page.hidden, expected, atol=1e-5)
+    assert torch.allclose(page.hidden[:, 7], page.images @ page.layer.weight[7] + page.layer.bias[7], atol=1e-5)
 
 
-def test_sequential_parameters_names_shapes_and_count():
-    shapes = {name: tuple(p.shape) for name, p in m.mlp.named_parameters()}
+def test_sequential_parameters_names_shapes_and_count(page):
+    shapes = {name: tuple(p.shape) for name, p in page.mlp.named_parameters()}
     assert shapes == {"1.weight": (128, 784), "1.bias": (128,), "3.weight": (10, 128), "3.bias": (10,)}
-    assert m.n_params == 101_770 == 784 * 128 + 128 + 128 * 10 + 10
-    assert m.mlp(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
-    assert "Linear(in_features=784, out_features=128, bias=True)" in str(m.mlp)
+    assert page.n_params == 101_770 == 784 * 128 + 128 + 128 * 10 + 10
+    assert page.mlp(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert "Linear(in_features=784, out_features=128, bias=True)" in str(page.mlp)
 
 
-def test_dropout_differs_in_train_mode_and_not_in_eval_mode():
+def test_dropout_differs_in_train_mode_and_not_in_eval_mode(page):
     torch.manual_seed(1)
-    m.net.train()
-    assert not torch.equal(m.net(m.sample), m.net(m.sample))
-    m.net.eval()
-    assert not m.net.training and not m.net[2].training  # eval() reaches submodules
-    assert torch.equal(m.net(m.sample), m.net(m.sample))
+    page.net.train()
+    assert not torch.equal(page.net(page.sample), page.net(page.sample))
+    page.net.eval()
+    assert not page.net.training and not page.net[2].training  # eval() reaches submodules
+    assert torch.equal(page.net(page.sample), page.net(page.sample))
 
 
 def test_dropout_zeroes_and_rescales_survivors():
@@ -53,28 +64,28 @@ def test_dropout_zeroes_and_rescales_survivors():
     assert 400 < (out == 0).sum() < 600
 
 
-def test_eval_does_not_disable_gradients_but_inference_mode_does():
-    m.net.eval()
-    assert m.net(m.sample).requires_grad
+def test_eval_does_not_disable_gradients_but_inference_mode_does(page):
+    page.net.eval()
+    assert page.net(page.sample).requires_grad
     with torch.no_grad():
-        assert not m.net(m.sample).requires_grad
+        assert not page.net(page.sample).requires_grad
     with torch.inference_mode():
-        assert not m.net(m.sample).requires_grad
+        assert not page.net(page.sample).requires_grad
 
 
-def test_autograd_derivatives_equal_closed_forms():
-    x = m.x.detach()
+def test_autograd_derivatives_equal_closed_forms(page):
+    x = page.x.detach()
     sig, tanh = torch.sigmoid(x), torch.tanh(x)
-    torch.testing.assert_close(m.slopes["sigmoid"], sig * (1 - sig))
-    torch.testing.assert_close(m.slopes["tanh"], 1 - tanh**2)
-    torch.testing.assert_close(m.slopes["ReLU"], (x > 0).float())
-    torch.testing.assert_close(m.slopes["LeakyReLU"], torch.where(x > 0, 1.0, 0.1))
-    assert torch.all(m.slopes["GELU"][x > 3] > 0.99) and torch.all(m.slopes["GELU"][x < -3].abs() < 0.02)
+    torch.testing.assert_close(page.slopes["sigmoid"], sig * (1 - sig))
+    torch.testing.assert_close(page.slopes["tanh"], 1 - tanh**2)
+    torch.testing.assert_close(page.slopes["ReLU"], (x > 0).float())
+    torch.testing.assert_close(page.slopes["LeakyReLU"], torch.where(x > 0, 1.0, 0.1))
+    assert torch.all(page.slopes["GELU"][x > 3] > 0.99) and torch.all(page.slopes["GELU"][x < -3].abs() < 0.02)
 
 
-def test_grid_and_value_ranges():
-    assert m.x.shape == (100,) and m.x[0] == -10 and m.x[-1] == 10
-    v = m.values
+def test_grid_and_value_ranges(page):
+    assert page.x.shape == (100,) and page.x[0] == -10 and page.x[-1] == 10
+    v = page.values
     assert 0 < v["sigmoid"].min() and v["sigmoid"].max() < 1
     assert -1 <= v["tanh"].min() and v["tanh"].max() <= 1 and v["tanh"].min() < -0.999
     assert v["ReLU"].min() == 0 and v["ReLU"].max() == 10
@@ -84,7 +95,7 @@ def test_grid_and_value_ranges():
     assert F.gelu(fine).min() == pytest.approx(-0.17, abs=0.001)  # the table's ≈ −0.17
 
 
-def test_slopes_at_plus_minus_5_printed_on_the_page():
+def test_slopes_at_plus_minus_5_printed_on_the_page(page):
     expected = {
         "sigmoid": (6.65e-3, 6.65e-3),
         "tanh": (1.82e-4, 1.82e-4),
@@ -92,44 +103,45 @@ def test_slopes_at_plus_minus_5_printed_on_the_page():
         "LeakyReLU": (0.1, 1.0),
         "GELU": (-7.12e-6, 1.0),
     }
-    for name, f in m.activations.items():
+    for name, f in page.activations.items():
         probe = torch.tensor([-5.0, 5.0], requires_grad=True)
         (slope,) = torch.autograd.grad(f(probe).sum(), probe)
         assert slope.tolist() == pytest.approx(expected[name], rel=1e-2, abs=1e-7), name
 
 
-def test_sigmoid_max_slope_is_a_quarter_and_vanishes_over_ten_layers():
+def test_sigmoid_max_slope_is_a_quarter_and_vanishes_over_ten_layers(page):
     z = torch.linspace(-10, 10, 2001, requires_grad=True)
     (slope,) = torch.autograd.grad(torch.sigmoid(z).sum(), z)
     assert slope.max().item() == pytest.approx(0.25)
     assert z[slope.argmax()].item() == pytest.approx(0.0, abs=1e-6)
-    assert m.z.grad.item() == 0.25
-    sigmoid_chain = m.slope_through(torch.sigmoid, 1.0)
+    assert page.z.grad.item() == 0.25
+    sigmoid_chain = page.slope_through(torch.sigmoid, 1.0)
     assert sigmoid_chain <= 0.25**10
-    assert sigmoid_chain < m.slope_through(torch.tanh, 1.0) < 1
-    assert m.slope_through(torch.relu, 1.0) == 1.0
+    assert sigmoid_chain < page.slope_through(torch.tanh, 1.0) < 1
+    assert page.slope_through(torch.relu, 1.0) == 1.0
 
 
-def test_parameter_count_exercise():
-    assert m.count_linear([784, 256, 64, 10]) == 218_058
-    assert sum(p.numel() for p in m.deeper.parameters()) == 218_058
-    assert isinstance(m.deeper[-1], nn.Linear)  # logits: no activation at the end
+def test_parameter_count_exercise(page):
+    assert page.count_linear([784, 256, 64, 10]) == 218_058
+    assert sum(p.numel() for p in page.deeper.parameters()) == 218_058
+    assert isinstance(page.deeper[-1], nn.Linear)  # logits: no activation at the end
 
 
-def test_plain_list_hides_parameters_and_modulelist_registers_them():
-    assert list(m.PlainList().parameters()) == []
-    assert len(list(m.Registered().parameters())) == 4
-    assert set(m.Registered().state_dict()) == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
+def test_plain_list_hides_parameters_and_modulelist_registers_them(page):
+    assert list(page.PlainList().parameters()) == []
+    assert len(list(page.Registered().parameters())) == 4
+    registered = page.Registered()
+    assert set(registered.state_dict()) == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
 
 
-def test_batchnorm_train_uses_batch_stats_and_eval_uses_running_stats():
+def test_batchnorm_train_uses_batch_stats_and_eval_uses_running_stats(page):
     bn = nn.BatchNorm1d(3)
-    batch = m.batch
+    batch = page.batch
     bn.train()
     out = bn(batch)
     assert out.mean(0).abs().max() < 1e-5
     torch.testing.assert_close(bn.running_mean, 0.1 * batch.mean(0))
-    torch.testing.assert_close(m.bn.running_mean, 0.1 * batch.mean(0))
+    torch.testing.assert_close(page.bn.running_mean, 0.1 * batch.mean(0))
     bn.eval()
     before = bn.running_mean.clone()
     out = bn(batch)
@@ -137,12 +149,19 @@ def test_batchnorm_train_uses_batch_stats_and_eval_uses_running_stats():
     assert out.mean(0).min() > 1  # far from normalised: running stats have seen one batch
 
 
-def test_gelu_derivative_matches_closed_form():
-    torch.testing.assert_close(m.autograd_slope, m.closed_form)
+def test_gelu_derivative_matches_closed_form(page):
+    torch.testing.assert_close(page.autograd_slope, page.closed_form)
 
 
-def test_activation_figure_has_two_labelled_panels():
-    titles = [ax.get_title() for ax in m.fig.axes]
+def test_activation_figure_has_two_labelled_panels(page):
+    titles = [ax.get_title() for ax in page.fig.axes]
     assert titles == ["Activation functions", "Their derivatives (autograd)"]
-    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in m.fig.axes)
-    assert len(m.ax_f.lines) == len(m.ax_d.lines) == 5
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in page.fig.axes)
+    assert len(page.ax_f.lines) == len(page.ax_d.lines) == 5
+
+
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.networks"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""

@@ -1,11 +1,13 @@
 """The Tensors chapter: every claim docs/tensors.md makes about its sections' results."""
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import page_html, run_section, snippet_sections
+from conftest import ROOT, page_html, run_section, snippet_sections
 
 SECTIONS = snippet_sections("tensors")
 
@@ -15,8 +17,17 @@ def run(name):
     return run_section("tensors", name)
 
 
-def test_the_module_imports_and_runs_every_section():
-    import snippets.tensors  # noqa: F401  (runs every section in page order)
+def test_the_module_runs_every_section_in_page_order():
+    import snippets.tensors
+
+    snippets.tensors.examples()
+
+
+def test_importing_the_module_prints_nothing():
+    result = subprocess.run(
+        [sys.executable, "-c", "import snippets.tensors"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0 and result.stdout == ""
 
 
 @pytest.mark.parametrize("name", sorted(SECTIONS))

@@ -1,0 +1,138 @@
+"""A reader can paste a page: its shown code blocks, taken from the built HTML in page order (what the copy button
+copies), run in one fresh interpreter without this repository's packages, print what the page shows under each.
+
+Blocks the page shows but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left
+out, as the build leaves them out. Outputs are compared after normalising only what changes from run to run:
+timings, dates, memory addresses and temporary paths. The build runs with one thread; this test runs with two, so
+an output that depends on the thread count fails here.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+from bs4 import BeautifulSoup, Comment
+from conftest import ROOT, page_html, site_built_by
+
+DRIVER = ROOT / "tests" / "site" / "paste_driver.py"
+PAGES = [path.stem for path in sorted((ROOT / "docs").glob("*.md"))]
+CODE_CLASSES = {"language-python", "language-py", "language-python3"}
+SKIP = re.compile(r"pytest\.mark\.skip(?:if)?\(.*reason=(?P<q>[\"'])(?P<reason>.+?)(?P=q)")
+RUN_TO_RUN = [  # (pattern, replacement): what may differ between two runs of the same code on the same machine
+    (re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)? ?(?:ms|µs|us|ns|s|seconds?)\b"), "<time>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][\d:.+]+Z?)?"), "<date>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
+    (re.compile(r"/tmp/[\w./-]+|/var/folders/[\w./-]+"), "<temporary path>"),
+]
+
+
+@dataclass
+class Block:
+    code: str
+    output: str | None  # the text shown under it, None when nothing is shown
+    skip_reason: str | None
+
+
+def _previous_comment(element):
+    for sibling in element.previous_siblings:
+        if isinstance(sibling, Comment):
+            return str(sibling)
+        if isinstance(sibling, str) and not sibling.strip():
+            continue
+        return None
+    return None
+
+
+def shown_blocks(html):
+    """The Python blocks of a built page, in order, with the output shown under each and any skip reason."""
+    article = BeautifulSoup(html, "html.parser").select_one("article")
+    blocks = []
+    for div in article.select("div.highlight"):
+        if not CODE_CLASSES & set(div.get("class", [])) or div.find_parent(class_="guide-record"):
+            continue
+        skip = SKIP.search(_previous_comment(div) or "")
+        after = div.find_next_sibling()
+        output = None
+        if after is not None and after.name == "div" and "language-text" in after.get("class", []):
+            output = after.code.get_text()
+        blocks.append(Block(div.code.get_text(), output, skip["reason"] if skip else None))
+    return blocks
+
+
+def normalise(text):
+    lines = [line.rstrip() for line in text.strip("\n").split("\n")]
+    text = "\n".join(lines).strip()
+    for pattern, replacement in RUN_TO_RUN:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def paste(blocks, folder):
+    """Run the code of ``blocks`` in one fresh interpreter in ``folder``; return what each printed and raised."""
+    (folder / "blocks.json").write_text(json.dumps([block.code for block in blocks]), encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env.update(OMP_NUM_THREADS="2", MPLBACKEND="Agg")
+    result = subprocess.run(
+        [sys.executable, "-I", str(DRIVER), "blocks.json", "results.json", str(ROOT)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+PASTE_REPORT = {}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_reader_can_paste_the_page(mkdocs_site, page, tmp_path):
+    blocks = shown_blocks(page_html(mkdocs_site, page))
+    runnable = [block for block in blocks if block.skip_reason is None]
+    results = paste(runnable, tmp_path) if runnable else []
+    problems = []
+    for number, (block, result) in enumerate(zip(runnable, results), start=1):
+        head = block.code.strip().splitlines()[0][:70]
+        if result["error"]:
+            problems.append(f"block {number} ({head}) raised:\n{result['error']}")
+            break  # the later blocks depend on it
+        shown = normalise(block.output) if block.output is not None else ""
+        printed = normalise(result["stdout"])
+        if printed != shown:
+            problems.append(f"block {number} ({head}) printed\n{printed}\n--- but the page shows ---\n{shown}")
+    PASTE_REPORT[page] = (len(runnable), len(blocks) - len(runnable), len(results) - len(problems))
+    assert not problems, f"{page}: " + "\n\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_zensical_shows_the_same_blocks_and_outputs(mkdocs_site, page):
+    """The paste test reads the MkDocs build; the Zensical build shows the same code and the same outputs (up to
+    run-to-run noise), so what a reader pastes from either site behaves the same."""
+    zensical = site_built_by("zensical")
+
+    def seen(site):
+        return [(b.code, normalise(b.output or ""), b.skip_reason) for b in shown_blocks(page_html(site, page))]
+
+    assert seen(zensical) == seen(mkdocs_site)
+
+
+def test_pages_show_code_blocks(mkdocs_site):
+    """The extraction itself: the tensors page shows many blocks, each with its output, none skipped."""
+    blocks = shown_blocks(page_html(mkdocs_site, "tensors"))
+    assert len(blocks) > 20
+    assert all(block.output for block in blocks) and not any(block.skip_reason for block in blocks)
+    assert "torch.zeros(2, 3)" in blocks[0].code and "tensor([[0., 0., 0.]," in blocks[0].output
+
+
+def test_normalise_keeps_everything_but_run_to_run_noise():
+    assert (
+        normalise("512x512 matmul: 0.183 ms\nbuilt on 2026-12-01 (UTC)  \n")
+        == "512x512 matmul: <time>\nbuilt on <date> (UTC)"
+    )
+    assert normalise("largest difference: 4.66e-09") == "largest difference: 4.66e-09"
