@@ -33,6 +33,11 @@ def page_results():
             )
     cpu = metrics["devices"]["cpu"]
     if cpu is not None:
+        speed = {name: run["images_per_s"] for name, run in cpu["variants"].items()}
+        out(
+            f"\nCPU, images/s against on-device float32: amp {speed['amp'] / speed['on-device']:.2f}x, "
+            f"compile {speed['compile'] / speed['on-device']:.2f}x"
+        )
         sets = cpu["instruction_sets"]
         out(f"\nCPU: {cpu['device_name']}")
         out(f"  torch CPU kernels: {sets['torch_capability']}; flags: {', '.join(sets['flags'])}")
