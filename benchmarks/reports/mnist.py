@@ -28,8 +28,8 @@ def page_results():
     out = RecordedText(record)
     out(f"{data['n_train']:,} training images, {data['n_test']:,} test images")
     out(f"training pixels in [0, 1]: mean {data['pixel_mean']:.4f}, std {data['pixel_std']:.4f}")
-    out("training images per digit:", data["train_counts"])
-    out("test images per digit:    ", data["test_counts"])
+    out("training, per digit:", data["train_counts"])
+    out("test, per digit:    ", data["test_counts"])
     print(out)
 
     samples = torch.tensor(data["sample_images"], dtype=torch.uint8).reshape(-1, 28, 28)
