@@ -7,11 +7,13 @@ timings, dates, memory addresses and temporary paths. The build runs with one th
 an output that depends on the thread count fails here.
 """
 
+import ast
 import json
 import os
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 
 import pytest
@@ -23,6 +25,7 @@ PAGES = [path.stem for path in sorted((ROOT / "docs").glob("*.md"))]
 CODE_CLASSES = {"language-python", "language-py", "language-python3"}
 SKIP = re.compile(r"pytest\.mark\.skip(?:if)?\(.*reason=(?P<q>[\"'])(?P<reason>.+?)(?P=q)")
 RUN_TO_RUN = [  # (pattern, replacement): what may differ between two runs of the same code on the same machine
+    (re.compile(r"\b\d[\d,]*(?:\.\d+)? (?:items|images|samples|batches)/s\b"), "<rate>"),
     (re.compile(r"\b\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)? ?(?:ms|µs|us|ns|s|seconds?)\b"), "<time>"),
     (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][\d:.+]+Z?)?"), "<date>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
@@ -136,3 +139,52 @@ def test_normalise_keeps_everything_but_run_to_run_noise():
         == "512x512 matmul: <time>\nbuilt on <date> (UTC)"
     )
     assert normalise("largest difference: 4.66e-09") == "largest difference: 4.66e-09"
+
+
+def install_page_packages():
+    """The distributions the Install page tells a reader to pip install."""
+    text = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
+    names = []
+    for command in re.findall(r"^\s*pip install ([^\n#\\]+)", text, re.M):
+        names += [word for word in command.split() if not word.startswith("-")]
+    return names
+
+
+def importable_from(distributions):
+    """Top-level module names that the distributions and everything they depend on provide."""
+    from importlib import metadata
+
+    seen, todo = set(), [name.lower().replace("_", "-") for name in distributions]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for requirement in requirements:
+            if "extra ==" not in requirement:
+                todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement)[0].lower().replace("_", "-"))
+    provided = metadata.packages_distributions()  # {module: [distribution, ...]}
+    return {module for module, owners in provided.items() if {o.lower().replace("_", "-") for o in owners} & seen}
+
+
+def test_shown_blocks_import_only_what_the_install_page_installs(mkdocs_site):
+    """A reader has Python's standard library and what the Install page installs (with its dependencies)."""
+    packages = install_page_packages()
+    assert {"torch", "torchvision", "scikit-learn", "matplotlib", "tqdm"} <= set(packages), packages
+    allowed = importable_from(packages) | set(sys.stdlib_module_names)
+    problems = []
+    for page in PAGES:
+        for block in shown_blocks(page_html(mkdocs_site, page)):
+            try:
+                tree = ast.parse(textwrap.dedent(block.code))
+            except SyntaxError:
+                continue  # not Python (a shell line in a python fence is caught elsewhere)
+            for node in ast.walk(tree):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+                problems += [f"{page}: imports {name}" for name in names if name.split(".")[0] not in allowed]
+    assert not problems, "\n".join(sorted(set(problems)))
