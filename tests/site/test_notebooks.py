@@ -253,12 +253,31 @@ def test_every_section_a_page_shows_is_a_cell_of_its_notebook(config, generated)
             assert any(source in cell for cell in code), f"{page}: section {section} is not a cell"
 
 
+@pytest.fixture(scope="module")
+def executed(generated, tmp_path_factory):
+    """Every chapter's notebook run top to bottom, two at a time (each kernel uses one core):
+    {chapter: (notebook, wall seconds, CPU seconds)}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(chapter):
+        nb = nbformat.reads(generated[f"{chapter}.ipynb"], as_version=4)
+        try:
+            return chapter, execute(nb, tmp_path_factory.mktemp(chapter))
+        except Exception as error:  # noqa: BLE001 - reported by that chapter's test
+            return chapter, error
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, [c for c in CHAPTERS if f"{c}.ipynb" in generated]))
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_notebook_runs_top_to_bottom(chapter, generated, tmp_path):
+def test_notebook_runs_top_to_bottom(chapter, generated, executed):
     name = f"{chapter}.ipynb"
     if name not in generated:
         pytest.fail(f"chapter {chapter} has no notebook")
-    nb, seconds, cpu = execute(nbformat.reads(generated[name], as_version=4), tmp_path)
+    if isinstance(executed[chapter], Exception):
+        raise executed[chapter]
+    nb, seconds, cpu = executed[chapter]
     print(f"{name}: {seconds:.1f} s wall, {cpu:.1f} s CPU")
     assert cpu < NOTEBOOK_CPU_BUDGET_S, f"{name} used {cpu:.0f} s of CPU (budget {NOTEBOOK_CPU_BUDGET_S} s)"
     shown = [snippet_sections(file)[section] for file, section in shown_sections(f"{chapter}.md")]
