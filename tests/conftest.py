@@ -191,3 +191,38 @@ def mnist_root(tmp_path_factory):
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
     return root
+
+
+def run_examples(module):
+    """A chapter module's ``examples()``, run once in page order: the names they define and what they printed.
+
+    A test module defines its ``run`` fixture as ``run_examples(its module)``; ``page`` and ``printed`` read it."""
+    from types import SimpleNamespace
+
+    import matplotlib.pyplot as plt
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        names = module.examples()
+    plt.close("all")
+    return SimpleNamespace(**names), out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def page(run):
+    """The names the page's examples define."""
+    return run[0]
+
+
+@pytest.fixture(scope="module")
+def printed(run):
+    """Everything the page's examples printed."""
+    return run[1]
+
+
+def prints_nothing_on_import(module_name):
+    """True when ``import module_name`` in a fresh interpreter succeeds and prints nothing."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {module_name}"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    return result.returncode == 0 and result.stdout == ""

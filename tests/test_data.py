@@ -2,16 +2,11 @@
 transforms, splits, loaders, workers and errors."""
 
 import ast
-import contextlib
-import io
-import subprocess
-import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, page_html
+from conftest import page_html, prints_nothing_on_import, run_examples
 from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader
@@ -21,21 +16,7 @@ import snippets.data as m
 
 @pytest.fixture(scope="module")
 def run():
-    """The page's examples, run once in page order; their names and what they printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        names = m.examples()
-    return SimpleNamespace(**names), out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def page(run):
-    return run[0]
-
-
-@pytest.fixture(scope="module")
-def printed(run):
-    return run[1]
+    return run_examples(m)
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +25,7 @@ def files(tmp_path_factory):
 
 
 def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.data"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""
+    assert prints_nothing_on_import("snippets.data")
 
 
 def test_the_files_are_the_scikit_learn_digits_exactly(files):

@@ -1,15 +1,10 @@
 """docs/install.md: the verify snippet, the current_accelerator() trap, and the page's shell blocks."""
 
-import contextlib
-import io
 import re
-import subprocess
-import sys
-from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import DOCS, ROOT
+from conftest import DOCS, prints_nothing_on_import, run_examples
 
 import snippets.install as m
 
@@ -18,30 +13,11 @@ PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
 
 @pytest.fixture(scope="module")
 def run():
-    """The names the page's examples define, run once in page order as the page runs them, and what they printed."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        names = m.examples()
-    return SimpleNamespace(**names), out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def page(run):
-    """The names the page's examples define, run once in page order as the page runs them."""
-    return run[0]
-
-
-@pytest.fixture(scope="module")
-def printed(run):
-    """Everything the page's examples printed."""
-    return run[1]
+    return run_examples(m)
 
 
 def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.install"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""
+    assert prints_nothing_on_import("snippets.install")
 
 
 def test_verify_prints_the_installed_versions(printed):
