@@ -590,24 +590,25 @@ def examples():
         def __getitem__(self, index):
             if index == 5:
                 os._exit(1)
-            return index
+            return str(index)  # not a tensor: nothing shared with a dead process
 
     class Hangs(Crashes):  # a worker stuck on a network drive, or a deadlock
         def __getitem__(self, index):
             if index == 5:
-                time.sleep(3)  # longer than the timeout below
-            return index
+                time.sleep(6)  # longer than the timeout below
+            return str(index)
 
     for dataset_class in (Crashes, Hangs):
         start = time.perf_counter()
         try:
             list(
-                DataLoader(dataset_class(), batch_size=2, num_workers=2, timeout=1)
+                DataLoader(dataset_class(), batch_size=2, num_workers=2, timeout=3)
             )
         except RuntimeError as error:
             seconds = time.perf_counter() - start
             message = re.sub(r" \(pid\S* [\d, ]+\)", "", str(error).split(". ")[0])
-            print(f"{dataset_class.__name__}: {message} (after {seconds:.0f} s)")
+            when = "before" if seconds < 3 else "after"
+            print(f"{dataset_class.__name__}: {message} ({when} the 3 s timeout)")
     # --8<-- [end:worker-failures]
 
     # --8<-- [start:exercise-tabular]

@@ -180,8 +180,8 @@ def test_bad_input_errors_name_the_file_or_the_item(printed):
 def test_a_dead_worker_is_reported_at_once_and_a_stuck_one_after_the_timeout(printed):
     crashed = next(line for line in printed.splitlines() if line.startswith("Crashes:"))
     hung = next(line for line in printed.splitlines() if line.startswith("Hangs:"))
-    assert "DataLoader worker exited unexpectedly" in crashed and crashed.endswith("(after 0 s)")
-    assert "DataLoader timed out after 1 seconds" in hung
+    assert "DataLoader worker exited unexpectedly" in crashed and crashed.endswith("(before the 3 s timeout)")
+    assert "DataLoader timed out after 3 seconds" in hung and hung.endswith("(after the 3 s timeout)")
 
 
 def test_a_non_integer_label_is_reported_with_its_line(tmp_path, files):
