@@ -607,8 +607,8 @@ def examples():
         except RuntimeError as error:
             seconds = time.perf_counter() - start
             message = re.sub(r" \(pid\S* [\d, ]+\)", "", str(error).split(". ")[0])
-            when = "before" if seconds < 3 else "after"
-            print(f"{dataset_class.__name__}: {message} ({when} the 3 s timeout)")
+            waited = " (after the 3 s timeout)" if seconds >= 3 else ""
+            print(f"{dataset_class.__name__}: {message}{waited}")
     # --8<-- [end:worker-failures]
 
     # --8<-- [start:exercise-tabular]
