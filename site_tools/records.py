@@ -175,3 +175,11 @@ def describe(record):
             f"code hash {prov['code_hash'][:12]}: the code that made it is the code on this page",
         ]
     )
+
+
+def describe_cpu_run(record):
+    """``describe``, then the CPU threads a benchmark ran with and the load average at its start and end."""
+    metrics = record["metrics"]
+    load = metrics["load_average"]
+    threads = f"{metrics['threads']} threads; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
+    return f"{describe(record)}\n{threads}"

@@ -4,17 +4,17 @@
 def page_results():
     """Every section in page order (the page runs them one by one; tests run them all)."""
     # --8<-- [start:record]
+    import statistics
+
     import matplotlib.pyplot as plt
     import torch
-    from site_tools.records import RecordedText, describe, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, read_record
 
     record = read_record("cnn")  # made by: python -m benchmarks.cnn --data-root data --record
     results = record["metrics"]
     chapter, speed = results["chapter"], results["speed"]
     out = RecordedText(record)
-    out(describe(record))
-    load = results["load_average"]
-    out(f"{results['threads']} threads; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end")
+    out(describe_cpu_run(record))
     print(out)
     # --8<-- [end:record]
 
@@ -67,7 +67,7 @@ def page_results():
 
     # --8<-- [start:evaluation]
     mlp = read_record("mnist")["metrics"]
-    mlp_epoch = sorted(s for run in mlp["chapter"]["runs"] for s in run["epoch_seconds"])[9]  # median of 18
+    mlp_epoch = statistics.median_high(s for run in mlp["chapter"]["runs"] for s in run["epoch_seconds"])
     counts = torch.tensor(analysis["confusion"])
     out = RecordedText(record)
     out(f"{'':22}{'test accuracy':>14}{'errors':>8}{'parameters':>12}{'s/epoch':>9}")
@@ -139,13 +139,13 @@ def page_results():
         cells = []
         for method in methods:
             values = transfer["results"][f"{method}/{n}"]
-            cells.append(f"{sum(values) / len(values):.1%} ({min(values):.1%}-{max(values):.1%})")
+            cells.append(f"{statistics.mean(values):.1%} ({min(values):.1%}-{max(values):.1%})")
         out(f"{n:<20}" + "".join(f"{cell:>21}" for cell in cells))
     print(out)
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for method in methods:
-        means = [sum(transfer["results"][f"{method}/{n}"]) / 3 for n in per_class]
+        means = [statistics.mean(transfer["results"][f"{method}/{n}"]) for n in per_class]
         ax.plot(per_class, means, marker="o", label=method)
     ax.set(
         title="The MNIST CNN reused for other digits",

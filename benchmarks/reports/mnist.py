@@ -9,14 +9,12 @@ the record, so that changing how a result is shown does not make the record stal
 def page_results():
     """Every section in page order (the page runs them one by one; tests run them all)."""
     # --8<-- [start:record]
-    from site_tools.records import RecordedText, describe, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, read_record
 
     record = read_record("mnist")  # made by: python -m benchmarks.mnist --data-root data --record
     results = record["metrics"]
     out = RecordedText(record)
-    out(describe(record))
-    load = results["load_average"]
-    out(f"{results['threads']} threads; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end")
+    out(describe_cpu_run(record))
     print(out)
     # --8<-- [end:record]
 

@@ -24,6 +24,15 @@ def test_a_record_round_trips_with_provenance(tmp_path):
     assert json.loads(path.read_text())["name"] == "demo"
 
 
+def test_a_cpu_run_is_described_with_its_threads_and_load(tmp_path):
+    metrics = {"threads": 2, "load_average": [0.25, 1.5]}
+    records.write_record("run", metrics, [records.__file__], "cpu", command="python -m x", records_dir=tmp_path)
+    record = records.read_record("run", records_dir=tmp_path)
+    lines = records.describe_cpu_run(record).splitlines()
+    assert lines[:-1] == records.describe(record).splitlines()
+    assert lines[-1] == "2 threads; load average 0.25 at the start, 1.50 at the end"
+
+
 def test_a_changed_producer_makes_the_record_stale(tmp_path):
     record = {
         "name": "demo",
