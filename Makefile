@@ -10,7 +10,7 @@ SITE_ENV := OMP_NUM_THREADS=1
 # Shell blocks in the Markdown (run by pytest-codeblocks) call `python`: the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install serve serve-all serve-zensical test lint build build-zensical clean notebooks browser-deps
+.PHONY: install serve serve-all serve-zensical test lint build build-zensical clean notebooks browser-deps screenshots
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ serve-zensical: install  ## the site as Zensical builds it, at http://127.0.0.1:
 	$(SITE_ENV) GUIDE_SITE_DIR=build/zensical-serve $(BIN)/zensical serve -f mkdocs.yml -a 127.0.0.1:8000
 
 test: install browser-deps lint  ## every check: lint, unit tests, strict site build, Markdown code blocks, Chromium
-	$(SITE_ENV) $(BIN)/python -m pytest --codeblocks tests README.md CONTRIBUTING.md docs
+	$(SITE_ENV) $(BIN)/python -m pytest -n 2 --dist loadfile --codeblocks tests README.md CONTRIBUTING.md docs
+
+screenshots: install browser-deps  ## full-page screenshots of every page, both builds, into build/browser-report/screens/
+	$(SITE_ENV) GUIDE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/site/test_browser.py -k page_loads
 
 lint: install  ## ruff: lint and format check (code shown on pages at the width of its column: snippets/ruff.toml)
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Shared fixtures: the site, built once per test session by each builder, strictly; the chapters' helpers."""
 
 import contextlib
+import fcntl
 import functools
 import gzip
 import io
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,6 @@ SNIPPETS = ROOT / "snippets"
 # library) has deprecated fails the build. mkdocs resets Python's DeprecationWarning filter, so only the environment
 # variable reaches the executed blocks (tests/test_site.py checks that it does).
 BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1", "PYTHONWARNINGS": "error::DeprecationWarning,error::FutureWarning"}
-BROWSER_REPORT: list[str] = []
 
 
 def site_config():
@@ -53,14 +54,43 @@ BUILDERS = ["mkdocs", "zensical"]
 EXEC_ERROR = re.compile(r"markdown_exec: Execution of .* code block exited with errors")
 
 
-def pytest_terminal_summary(terminalreporter):
-    if BUILD_SECONDS:
-        terminalreporter.section("site builds (side by side)")
-        for name, seconds in BUILD_SECONDS.items():
-            terminalreporter.write_line(f"{name}: strict build done {seconds:.1f} s after the builds started")
-    if BROWSER_REPORT:
-        terminalreporter.section("browser report (build/browser-report/)")
-        for line in BROWSER_REPORT:
+class SummaryLines:
+    """Lines for the end of the test report, from whichever xdist worker writes them: each worker appends to its own
+    file in build/test-summary/, and the main process prints them all (a worker's own terminal summary is not
+    shown)."""
+
+    folder = ROOT / "build" / "test-summary"
+
+    def __init__(self, section):
+        self.section = section
+
+    def append(self, line):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / f"{os.getpid()}.txt", "a", encoding="utf-8") as file:
+            for part in str(line).split("\n"):
+                file.write(f"{self.section}\t{part}\n")
+
+
+BROWSER_REPORT = SummaryLines("browser report (build/browser-report/)")
+BUILD_REPORT = SummaryLines("site builds (side by side)")
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the main process, before any worker starts
+        shutil.rmtree(SummaryLines.folder, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if hasattr(config, "workerinput"):
+        return
+    sections: dict[str, list[str]] = {}
+    for path in sorted(SummaryLines.folder.glob("*.txt")):
+        for entry in path.read_text(encoding="utf-8").splitlines():
+            section, line = entry.split("\t", 1)
+            sections.setdefault(section, []).append(line)
+    for section, lines in sections.items():
+        terminalreporter.section(section)
+        for line in lines:
             terminalreporter.write_line(line)
 
 
@@ -79,16 +109,13 @@ def start_build(builder, site):
 def finish_build(builder, site, process, started):
     """Wait for a build; fail on any warning, on any executed block that raised, and on a page showing a traceback."""
     log, _ = process.communicate(timeout=1800)
-    BUILD_SECONDS[builder] = time.perf_counter() - started
+    BUILD_REPORT.append(f"{builder}: strict build done {time.perf_counter() - started:.1f} s after the builds started")
     assert process.returncode == 0, f"{builder}: strict build failed:\n{log[-8000:]}"
     assert not EXEC_ERROR.search(log), f"{builder}: an executed block raised:\n{log[-8000:]}"
     for html in site.rglob("*.html"):
         text = re.sub(r"<[^>]+>", "", html.read_text(encoding="utf-8"))
         assert "Traceback (most recent call last)" not in text, f"{builder}: {html.relative_to(site)} shows a traceback"
     return log
-
-
-BUILD_SECONDS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session", params=BUILDERS)
@@ -111,16 +138,28 @@ def mkdocs_site():
 _SITES: dict[str, Path] = {}
 
 
+# `make test` runs the tests in two pytest-xdist workers (`-n 2 --dist loadfile`: each test file in one worker); the
+# site is built once per test run, by whichever worker needs it first, and the other waits for it and reuses it.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+
+
 def site_built_by(builder):
-    """The site built by ``builder``. The first call builds with every builder at once (each build runs its pages'
-    code on one core: two builds side by side take about the time of one on a 2-core machine)."""
+    """The site built by ``builder``. The first call in a test run builds with every builder at once (each build runs
+    its pages' code on one core: two builds side by side take about the time of one on a 2-core machine)."""
     if builder not in _SITES:
-        started = time.perf_counter()
-        running = {name: (ROOT / "build" / f"site-{name}") for name in BUILDERS if name not in _SITES}
-        processes = {name: start_build(name, site) for name, site in running.items()}
-        for name, process in processes.items():
-            finish_build(name, running[name], process, started)
-            _SITES[name] = running[name]
+        sites = {name: ROOT / "build" / f"site-{name}" for name in BUILDERS}
+        sites[builder].parent.mkdir(exist_ok=True)
+        with open(ROOT / "build" / "site-build.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # held while this worker builds; the other waits here
+            stamp = ROOT / "build" / "site-build.run"
+            if not (stamp.exists() and stamp.read_text() == RUN_ID):
+                stamp.unlink(missing_ok=True)
+                started = time.perf_counter()
+                processes = {name: start_build(name, site) for name, site in sites.items()}
+                for name, process in processes.items():
+                    finish_build(name, sites[name], process, started)
+                stamp.write_text(RUN_ID)
+        _SITES.update(sites)
     return _SITES[builder]
 
 

@@ -7,6 +7,7 @@ Chromium and chromedriver are Debian packages (`make test` installs them when it
 except in CI (CI=true), where they fail.
 """
 
+import os
 import re
 import shutil
 import time
@@ -36,6 +37,9 @@ IDS = [doc[: -len(".md")] for _title, doc, _url in PAGES]
 DESKTOP, PHONE = 1280, 390
 
 # Budgets: a page downloads Material's CSS/JS (~290 KB), the search index and its own HTML with inline SVG figures.
+# Full-page screenshots of every page (about 2 s a page): for looking at the site, not for a test to assert on, so
+# only when asked for (`make screenshots`).
+SCREENSHOTS = os.environ.get("GUIDE_SCREENSHOTS") == "1"
 PAGE_BUDGET = 2_000_000  # bytes transferred by one page view, everything included
 HTML_BUDGET = 1_000_000  # the page's own HTML, inline figures included
 FIGURE_BUDGET = 250_000  # one inline SVG figure or one image file
@@ -277,7 +281,8 @@ def visit(browser, server, axe):
         record.dark_violations = run_axe({"runOnly": ["color-contrast"], "resultTypes": ["violations"]})
         record.figures["problems"] += browser.execute_script(FIGURE_TEXT_JS, "dark")
         browser.execute_script("document.body.setAttribute('data-md-color-scheme', 'default')")
-        full_page_png(browser, REPORT_DIR / "screens" / server.builder / f"{name}-{DESKTOP}.png", DESKTOP)
+        if SCREENSHOTS:
+            full_page_png(browser, REPORT_DIR / "screens" / server.builder / f"{name}-{DESKTOP}.png", DESKTOP)
         record.wide_code = browser.execute_script(CODE_OVERFLOW_JS)
         record.copy_problems, record.copy_checked = check_copy_buttons(browser, doc)
 
@@ -294,7 +299,7 @@ def visit(browser, server, axe):
             server.take()
             record.overflow = browser.execute_script(OVERFLOW_JS)
             record.wide_code_phone = browser.execute_script(CODE_OVERFLOW_JS)
-            if server.builder == "mkdocs":  # the phone layout is Material's in both: one set of screenshots
+            if SCREENSHOTS and server.builder == "mkdocs":  # the phone layout is Material's in both: one set
                 full_page_png(browser, REPORT_DIR / "screens" / server.builder / f"{name}-{PHONE}.png", PHONE)
         finally:
             browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
@@ -452,7 +457,7 @@ def test_accessibility_report(visit, builder):
     BROWSER_REPORT.append(
         f"{builder} axe-core: {counts or 'no violation'} over {len(PAGES)} pages; "
         f"details in {path.relative_to(path.parents[3])}; "
-        f"screenshots in build/browser-report/screens/{builder}/"
+        + (f"screenshots in build/browser-report/screens/{builder}/" if SCREENSHOTS else "no screenshots (make screenshots)")
     )
     assert path.exists()
 
