@@ -1,4 +1,4 @@
-"""GPU and distributed training: the code of docs/gpu.md.
+"""GPUs (devices, precision, compilation): the code of docs/gpu.md.
 
 Every section runs on a CPU-only machine: the device falls back to the CPU.
 Sections that only make sense on a GPU (CUDA events, peak memory) define
@@ -405,32 +405,6 @@ def examples():
     )
     print("largest difference below 1e-7:", difference < 1e-7)  # float32 rounding
     # --8<-- [end:grad-accumulation]
-
-    # --8<-- [start:sampler]
-    import torch
-    from torch.utils.data import DistributedSampler
-
-    data = list(range(10))  # any dataset with a length
-    for epoch in range(2):
-        for rank in range(2):
-            sampler = DistributedSampler(
-                data, num_replicas=2, rank=rank, shuffle=True, seed=0
-            )
-            sampler.set_epoch(
-                epoch
-            )  # without it, every epoch repeats the same order
-            print(f"epoch {epoch} rank {rank}: {list(sampler)}")
-
-    odd = list(range(11))  # 11 does not divide by 2 ranks: the sampler pads
-    for rank in range(2):
-        padded = DistributedSampler(odd, num_replicas=2, rank=rank, shuffle=False)
-        dropped = DistributedSampler(
-            odd, num_replicas=2, rank=rank, shuffle=False, drop_last=True
-        )
-        print(
-            f"11 samples, rank {rank}: {list(padded)}; drop_last: {list(dropped)}"
-        )
-    # --8<-- [end:sampler]
 
     # --8<-- [start:exercise-to-device-demo]
     batch = {"image": torch.zeros(2, 3), "meta": (torch.ones(1), "id-7")}

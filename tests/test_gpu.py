@@ -178,27 +178,6 @@ def test_accumulation_without_dividing_by_steps_is_four_times_too_large():
     assert torch.allclose(net.weight.grad, 4 * full, atol=1e-5)
 
 
-def test_distributed_sampler_splits_disjointly_and_reshuffles_per_epoch(page):
-    shares = {}
-    for epoch in range(2):
-        for rank in range(2):
-            sampler = torch.utils.data.DistributedSampler(page.data, num_replicas=2, rank=rank, shuffle=True, seed=0)
-            sampler.set_epoch(epoch)
-            shares[epoch, rank] = list(sampler)
-    for epoch in range(2):
-        assert sorted(shares[epoch, 0] + shares[epoch, 1]) == list(range(10))
-    assert shares[0, 0] != shares[1, 0]
-
-
-def test_distributed_sampler_pads_an_odd_dataset_by_repeating_the_first_index(page):
-    padded = [list(torch.utils.data.DistributedSampler(page.odd, 2, rank, shuffle=False)) for rank in range(2)]
-    assert padded == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 0]]
-    dropped = [
-        list(torch.utils.data.DistributedSampler(page.odd, 2, rank, shuffle=False, drop_last=True)) for rank in range(2)
-    ]
-    assert dropped == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
-
-
 def test_optimizer_state_loaded_before_the_move_stays_behind():
     """The page's reason to load optimizer state after .to: load_state_dict casts the state to where each parameter
     is at that moment. float64 stands in for the device (same mechanism, observable on a CPU)."""

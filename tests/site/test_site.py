@@ -124,7 +124,7 @@ def test_snippets_holds_only_chapter_modules():
     """snippets/ is reader code, one module per chapter; the machinery and the benchmarks live elsewhere."""
     modules = {path.stem for path in SNIPPETS.glob("*.py")} - {"__init__"}
     pages = {path.stem for path in DOCS.glob("*.md")}
-    assert modules <= pages | {"distributed"}, f"modules in snippets/ without a page: {sorted(modules - pages)}"
+    assert modules <= pages, f"modules in snippets/ without a page: {sorted(modules - pages)}"
 
 
 def test_importing_a_chapter_module_runs_nothing():
@@ -138,8 +138,7 @@ def test_importing_a_chapter_module_runs_nothing():
     assert result.stdout == "", f"importing the chapter modules printed:\n{result.stdout[:2000]}"
     for name in modules:
         text = (SNIPPETS / f"{name}.py").read_text(encoding="utf-8")
-        if name != "distributed":  # a script for torchrun: its __main__ is the program
-            assert re.search(r"^def examples\(\):", text, re.M), f"snippets/{name}.py has no examples()"
+        assert re.search(r"^def examples\(\):", text, re.M), f"snippets/{name}.py has no examples()"
         assert re.search(r'^if __name__ == "__main__":', text, re.M), f"snippets/{name}.py cannot be run"
 
 
