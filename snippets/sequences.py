@@ -29,7 +29,7 @@ def attention(q, k, v, mask=None):
             torch.broadcast_shapes(mask.shape, scores.shape)
         except RuntimeError:
             raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not fit scores of shape "
+                f"mask {tuple(mask.shape)} does not fit scores "
                 f"{tuple(scores.shape)} (... x queries x keys)"
             ) from None
         scores = scores.masked_fill(~mask, float("-inf"))

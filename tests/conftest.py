@@ -171,7 +171,7 @@ def page_html(site: Path, page: str) -> str:
 
 SECTION = re.compile(
     r"^(?P<indent>[ \t]*)# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)"
-    r"^(?P=indent)# --8<-- \[end:(?P=name)\]",
+    r"^[ \t]*# --8<-- \[end:(?P=name)\]",  # the end may be indented further (ruff moves it into a function)
     re.M | re.S,
 )
 

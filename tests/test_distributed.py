@@ -253,9 +253,9 @@ def test_the_recorded_exit_aborts_counted_enough_launches(record):
 
 def test_the_recorded_scaling_is_what_the_page_says(record):
     scaling = record["metrics"]["scaling"]
-    # the page: 2 processes slower per epoch than 1, about half of their epoch the all-reduce
+    # the page: 2 processes slower per epoch than 1, most of their epoch the all-reduce
     assert scaling["2"]["epoch_s"] > scaling["1"]["epoch_s"]
-    assert 0.3 < scaling["2"]["communication_share"] < 0.7
+    assert 0.5 < scaling["2"]["communication_share"] < 0.9
     assert scaling["hidden"] == 256  # the page: "a 3-layer MLP of width 256", batch 64
 
 

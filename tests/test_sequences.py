@@ -141,7 +141,7 @@ def test_bad_input_gets_a_clear_error(printed):
     assert len(errors) == 4
     assert "a sequence of 40 tokens: this model reads at most 32" in errors[0]
     assert "token ids from 1 to 99: the vocabulary has ids 0 to" in errors[1]
-    assert "mask of shape (5, 4) does not fit scores of shape (2, 5, 5)" in errors[2]
+    assert "mask (5, 4) does not fit scores (2, 5, 5) (... x queries x keys)" in errors[2]
     assert "characters not in the vocabulary: ['Ω']" in errors[3]
     with pytest.raises(TypeError, match="True/False"):
         s.attention(torch.ones(1, 2, 4), torch.ones(1, 2, 4), torch.ones(1, 2, 4), torch.ones(2, 2))

@@ -48,6 +48,13 @@ FIGURE_BUDGET = 250_000  # one inline SVG figure or one image file
 AXE_DISABLED_RULES = {}
 
 
+@pytest.fixture(scope="session", params=["mkdocs"])
+def builder(request):
+    """This file checks the MkDocs build; tests/site/test_browser_zensical.py runs the same tests on Zensical's, in the
+    other xdist worker at the same time."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def server(built_site, builder):
     shutil.rmtree(REPORT_DIR / "screens" / builder, ignore_errors=True)  # no stale screenshots of removed pages
