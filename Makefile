@@ -14,7 +14,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile -r requirements.txt  # no .pyc for every file: imports compile what they use
+	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
 install: $(VENV)/.installed
