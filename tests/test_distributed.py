@@ -29,7 +29,16 @@ def run():
 
 
 def no_launch_left():
-    return not [p for p in psutil.Process().children(recursive=True) if "torch.distributed" in " ".join(p.cmdline())]
+    """No torchrun launcher or worker still runs below this process. A zombie has ended (it waits to be reaped by its
+    parent, which may be another test's in the same xdist worker) and has no command line to read."""
+    running = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and "torch.distributed" in " ".join(process.cmdline()):
+                running.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            pass
+    return not running
 
 
 def gone(pids):

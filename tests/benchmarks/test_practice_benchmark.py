@@ -24,5 +24,8 @@ def test_the_profile_ranks_operators_by_their_own_time(capsys):
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
     assert metrics["steps"] == 2 * 29 and metrics["threads"] == 1  # two epochs of 29 batches of 64
     printed = capsys.readouterr().out
-    assert "operator (self time: without what it calls)" in printed and "aten::addmm" in printed
+    assert "operator (self time: without what it calls)" in printed and "aten::" in printed
+    # (which operators make the top 12 depends on the load: with the other xdist worker busy, the DataLoader's share
+    # grows and addmm may drop out of it)
+    assert len(metrics["top"]) == 12
     assert "Self CPU time total" in metrics["table"]
