@@ -7,6 +7,7 @@ comes from the npm registry once, into the git-ignored build/node/.
 import functools
 import html.parser
 import http.server
+import fcntl
 import json
 import os
 import posixpath
@@ -246,6 +247,13 @@ def full_page_png(driver, path, width, part_height=12000):
 def axe_source():
     """axe.min.js of the pinned axe-core, installed with npm into build/node/ (git-ignored) on first use."""
     package = AXE_DIR / "node_modules" / "axe-core"
+    AXE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(AXE_DIR.parent / "node.lock", "w") as lock:  # the two xdist workers' browser files start together
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _installed_axe(package)
+
+
+def _installed_axe(package):
     installed = package / "package.json"
     if not (installed.exists() and json.loads(installed.read_text())["version"] == AXE_VERSION):
         npm = shutil.which("npm")
