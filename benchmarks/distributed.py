@@ -115,17 +115,25 @@ def standalone(nproc, script_args, cwd, timeout=120, extra=(), merge=False):
 
 
 def worker_pids(launcher_pid):
-    """The training processes of a torchrun launcher, by local rank."""
+    """The training processes of a torchrun launcher, by local rank: from each
+    one's LOCAL_RANK, or, where a process's environment cannot be read, from the
+    order torchrun started them in (local rank 0 first)."""
     import psutil
 
-    workers = {}
-    for child in psutil.Process(launcher_pid).children(recursive=True):
+    workers, unread = {}, []
+    for child in psutil.Process(launcher_pid).children():
         try:
             env = child.environ()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.AccessDenied:
+            unread.append(child)
             continue
         if "LOCAL_RANK" in env:
             workers[int(env["LOCAL_RANK"])] = child.pid
+    if unread and not workers:
+        ordered = sorted(unread, key=lambda child: (child.create_time(), child.pid))
+        workers = {rank: child.pid for rank, child in enumerate(ordered)}
     return workers
 
 
@@ -135,7 +143,7 @@ def crash_run(out, kill_after_epoch=1, timeout=120):
     appears is loaded while the run goes on: a half-written one would fail."""
     out = Path(out)
     checkpoints = out / "checkpoints"
-    seen, problems, killed = {}, [], {}
+    seen, problems, killed, watch_errors = {}, [], {}, []
     args = [*CRASH_ARGS, "--checkpoint-dir", str(checkpoints)]
     args += ["--summary", str(out / "summary.json")]
     restarts = ["--max-restarts", "1"]
@@ -144,24 +152,28 @@ def crash_run(out, kill_after_epoch=1, timeout=120):
 
         def watch():
             while not stop.is_set():
-                for path in sorted(checkpoints.glob("epoch-*.pt")):
-                    if path.name in seen:
-                        continue
-                    try:
-                        state = torch.load(path, weights_only=True)
-                        seen[path.name] = state["epoch"]
-                    except Exception as error:  # a torn file
-                        problems.append(f"{path.name}: {error!r}")
-                        seen[path.name] = None
-                if (
-                    not killed
-                    and d.checkpoint_path(checkpoints, kill_after_epoch).exists()
-                ):
-                    workers = worker_pids(launch.process.pid)
-                    if 1 in workers:
-                        os.kill(workers[1], signal.SIGKILL)
-                        killed["pid"] = workers[1]
+                try:
+                    look()
+                except Exception as error:  # reported; the watch goes on
+                    watch_errors.append(repr(error))
                 time.sleep(0.01)
+
+        def look():
+            for path in sorted(checkpoints.glob("epoch-*.pt")):
+                if path.name in seen:
+                    continue
+                try:
+                    state = torch.load(path, weights_only=True)
+                    seen[path.name] = state["epoch"]
+                except Exception as error:  # a torn file
+                    problems.append(f"{path.name}: {error!r}")
+                    seen[path.name] = None
+            due = d.checkpoint_path(checkpoints, kill_after_epoch).exists()
+            if due and not killed:
+                workers = worker_pids(launch.process.pid)
+                if 1 in workers:
+                    os.kill(workers[1], signal.SIGKILL)
+                    killed["pid"] = workers[1]
 
         watcher = threading.Thread(target=watch)
         watcher.start()
@@ -176,6 +188,7 @@ def crash_run(out, kill_after_epoch=1, timeout=120):
         "stderr": stderr,
         "seconds": seconds,
         "killed_pid": killed.get("pid"),
+        "watch_errors": watch_errors,
         "checkpoints_seen": seen,
         "torn": problems,
         "leftovers": sorted(p.name for p in checkpoints.glob(".*")),

@@ -5,6 +5,7 @@ import fcntl
 import functools
 import gzip
 import io
+import json
 import os
 import re
 import shutil
@@ -161,6 +162,24 @@ def site_built_by(builder):
                 stamp.write_text(RUN_ID)
         _SITES.update(sites)
     return _SITES[builder]
+
+
+def once_per_run(name, make):
+    """make()'s result (JSON), computed once per test run by whichever xdist worker asks first; the other waits for
+    it and reads it back from build/<name>.json."""
+    path = ROOT / "build" / f"{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved["run"] == RUN_ID:
+                return saved["result"]
+        result = make()
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({"run": RUN_ID, "result": result}), encoding="utf-8")
+        partial.replace(path)
+    return result
 
 
 def page_html(site: Path, page: str) -> str:

@@ -28,13 +28,38 @@ def run():
     return run_examples(d)
 
 
+SHELL_FENCE = re.compile(r"```bash\n(python -m snippets\.deploy export .*?)```", re.S)
+
+
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The command line's own export: FOLDER/digits.pt2 and ten held-out PNG digits."""
-    folder = tmp_path_factory.mktemp("deploy")
-    result = command("export", str(folder))
+def shell_run():
+    """The page's shell commands, run as they are shown, from the repository root: the command line's own export
+    (FOLDER/digits.pt2 and ten held-out PNG digits), then a prediction of two of them."""
+    commands = SHELL_FENCE.search((ROOT / "docs" / "deploy.md").read_text(encoding="utf-8"))[1]
+    folder = ROOT / re.search(r"^cd (\S+)$", commands, re.M)[1]
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-e", "-c", commands], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
+    return commands, folder, result
+
+
+@pytest.fixture(scope="module")
+def exported(shell_run):
+    _commands, folder, result = shell_run
     assert result.returncode == 0, result.stderr
     return folder
+
+
+def test_the_pages_shell_commands_export_and_predict_two_digits(shell_run):
+    commands, folder, result = shell_run
+    assert result.returncode == 0, result.stderr
+    assert (folder / "digits.pt2").exists() and len(list(folder.glob("*.png"))) == 10
+    files = re.findall(r"digit-\d+-label-\d\.png", commands)
+    lines = result.stdout.splitlines()[-2:]
+    assert [line.split(":")[0] for line in lines] == files, result.stdout
+    assert all(re.match(r"digit-\d+-label-(\d)\.png: \1 \(probability [01]\.\d\d\)$", line) for line in lines), lines
 
 
 def command(*args, cwd=ROOT, timeout=300):

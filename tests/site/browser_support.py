@@ -4,10 +4,10 @@ Nothing here reaches the network: the server listens on 127.0.0.1, Chromium reso
 comes from the npm registry once, into the git-ignored build/node/.
 """
 
+import fcntl
 import functools
 import html.parser
 import http.server
-import fcntl
 import json
 import os
 import posixpath

@@ -255,6 +255,8 @@ class Visit:
     wide_code_phone: list = field(default_factory=list)  # ... and at 390 px
     copy_problems: list = field(default_factory=list)
     copy_checked: int = 0
+    links: dict = field(default_factory=dict)  # visible nav links, footer links, whether there is an h1 (NAV_JS)
+    notebook: dict | None = None  # a chapter's notebook links and the downloaded notebook (NOTEBOOK_JS)
     seconds: float = 0.0
 
 
@@ -292,6 +294,9 @@ def visit(browser, server, axe):
             full_page_png(browser, REPORT_DIR / "screens" / server.builder / f"{name}-{DESKTOP}.png", DESKTOP)
         record.wide_code = browser.execute_script(CODE_OVERFLOW_JS)
         record.copy_problems, record.copy_checked = check_copy_buttons(browser, doc)
+        record.links = browser.execute_script(NAV_JS)
+        if doc[: -len(".md")] in CHAPTERS:
+            record.notebook = browser.execute_async_script(NOTEBOOK_JS)
 
         browser.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
@@ -379,8 +384,8 @@ def test_code_width_report(visit, builder):
         lines += page.wide_code_phone
     path = write_report(f"{builder}/code-width.txt", "\n".join(lines) + "\n")
     BROWSER_REPORT.append(
-        f"{builder} code width: {desktop} blocks scroll sideways at {DESKTOP} px, {total} inside their box at {PHONE} px "
-        f"(list in {path.relative_to(path.parents[3])})"
+        f"{builder} code width: {desktop} blocks scroll sideways at {DESKTOP} px, {total} inside their box at "
+        f"{PHONE} px (list in {path.relative_to(path.parents[3])})"
     )
     assert path.exists()
 
@@ -436,7 +441,8 @@ def test_page_weight_within_budget(visit, built_site, builder):
         for r in [header] + rows
     )
     path = write_report(
-        f"{builder}/page-weight.txt", f"Bytes transferred by one uncached page view (HTTP bodies, no compression)\n\n{table}\n"
+        f"{builder}/page-weight.txt",
+        f"Bytes transferred by one uncached page view (HTTP bodies, no compression)\n\n{table}\n",
     )
     totals = [int(r[len(columns) + 1]) for r in rows]
     BROWSER_REPORT.append(
@@ -464,7 +470,11 @@ def test_accessibility_report(visit, builder):
     BROWSER_REPORT.append(
         f"{builder} axe-core: {counts or 'no violation'} over {len(PAGES)} pages; "
         f"details in {path.relative_to(path.parents[3])}; "
-        + (f"screenshots in build/browser-report/screens/{builder}/" if SCREENSHOTS else "no screenshots (make screenshots)")
+        + (
+            f"screenshots in build/browser-report/screens/{builder}/"
+            if SCREENSHOTS
+            else "no screenshots (make screenshots)"
+        )
     )
     assert path.exists()
 
@@ -479,40 +489,53 @@ def click(driver, element):
     ActionChains(driver).move_to_element(element).click().perform()
 
 
-def test_every_nav_entry_opens_its_page(browser, server, cached):
+NAV_JS = """
+const visible = a => a.offsetParent !== null;
+const href = selector => (document.querySelector(selector) || {}).href || null;
+return {
+  nav: [...document.querySelectorAll('nav.md-nav--primary a.md-nav__link[href]')].filter(visible)
+         .map(a => [a.href.split('#')[0], a.innerText.trim().replace(/\\s+/g, ' ')]),
+  previous: href('a.md-footer__link--prev'), next: href('a.md-footer__link--next'),
+  title: document.querySelector('article h1') !== null,
+};
+"""
+
+
+def test_every_nav_entry_opens_its_page(visit, browser, server, cached):
+    """On each page the nav shows a link to the next one, under its mkdocs.yml title (every page was loaded and
+    checked by the tests above, and has a title); one of them is clicked, from the last page back to the first."""
     from selenium.webdriver.common.by import By
 
+    for (_t, before, _u), (title, doc, url) in zip(PAGES[-1:] + PAGES, PAGES):
+        links = [label for href, label in visit(before).links["nav"] if href == server.base + url]
+        assert links, f"no visible nav link to {doc} on {before}"
+        assert links[0] == " ".join(title.split()), f"nav link to {doc} reads {links[0]!r}, mkdocs.yml says {title!r}"
+        assert visit(doc).links["title"], f"{doc} has no title"
     open_page(browser, server, PAGES[-1][2], settle=False)
-    for title, doc, url in PAGES:
-        target = server.base + url
-        links = [
-            a
-            for a in browser.find_elements(By.CSS_SELECTOR, "nav.md-nav--primary a.md-nav__link[href]")
-            if a.get_property("href").split("#")[0] == target and a.is_displayed()
-        ]
-        assert links, f"no visible nav link to {doc} on {browser.current_url}"
-        label = " ".join(links[0].text.split())
-        assert label == " ".join(title.split()), f"nav link to {doc} reads {label!r}, mkdocs.yml says {title!r}"
-        click(browser, links[0])
-        wait_for_load(browser, target)
-        assert browser.find_elements(By.CSS_SELECTOR, "article h1"), f"{doc} opened without a title"
+    first = server.base + PAGES[0][2]
+    link = next(
+        a
+        for a in browser.find_elements(By.CSS_SELECTOR, "nav.md-nav--primary a.md-nav__link[href]")
+        if a.get_property("href").split("#")[0] == first and a.is_displayed()
+    )
+    click(browser, link)
+    wait_for_load(browser, first)
 
 
-def test_footer_previous_and_next_links_walk_the_nav_in_order(browser, server, cached):
-    """'Next' is clicked from the first page to the last; on the way each 'Previous' must point one page back, and
-    the last one is clicked."""
+def test_footer_previous_and_next_links_walk_the_nav_in_order(visit, browser, server, cached):
+    """Each page's 'Next' leads to the next page of the nav and its 'Previous' one page back (none before the first
+    page, none after the last); 'Next' is clicked on the first page and 'Previous' on the last."""
     from selenium.webdriver.common.by import By
 
-    open_page(browser, server, PAGES[0][2], settle=False)
-    assert not browser.find_elements(By.CSS_SELECTOR, "a.md-footer__link--prev"), "the first page has a 'previous'"
-    for (_t, _before, previous), (_title, doc, url) in zip(PAGES, PAGES[1:]):
-        click(browser, browser.find_element(By.CSS_SELECTOR, "a.md-footer__link--next"))
-        wait_for_load(browser, server.base + url)
-        back = browser.find_element(By.CSS_SELECTOR, "a.md-footer__link--prev").get_property("href")
-        assert back == server.base + previous, f"'Previous' on {doc} leads to {back}"
-    assert not browser.find_elements(By.CSS_SELECTOR, "a.md-footer__link--next"), "the last page has a 'next'"
-    click(browser, browser.find_element(By.CSS_SELECTOR, "a.md-footer__link--prev"))
-    wait_for_load(browser, server.base + PAGES[-2][2])
+    urls = [None] + [server.base + url for _t, _d, url in PAGES] + [None]
+    for number, (_t, doc, _u) in enumerate(PAGES, start=1):
+        links = visit(doc).links
+        assert links["previous"] == urls[number - 1], f"'Previous' on {doc} leads to {links['previous']}"
+        assert links["next"] == urls[number + 1], f"'Next' on {doc} leads to {links['next']}"
+    for start, kind, target in ((PAGES[0][2], "next", urls[2]), (PAGES[-1][2], "prev", urls[-3])):
+        open_page(browser, server, start, settle=False)
+        click(browser, browser.find_element(By.CSS_SELECTOR, f"a.md-footer__link--{kind}"))
+        wait_for_load(browser, target)
 
 
 # ---------------------------------------------------------------------------------------------------- search
@@ -771,15 +794,14 @@ fetch(download.href).then(r => r.text().then(text => done({
 """
 
 
-def test_every_chapter_offers_its_notebook_and_an_open_in_colab_link(browser, server, cached):
+def test_every_chapter_offers_its_notebook_and_an_open_in_colab_link(visit):
     """In the browser: both links are visible, the download serves the notebook, Colab opens the committed copy."""
     import json
 
     from conftest import ROOT
 
     for name in CHAPTERS:
-        open_page(browser, server, dict((d, u) for _t, d, u in PAGES)[f"{name}.md"], settle=False)
-        found = browser.execute_async_script(NOTEBOOK_JS)
+        found = visit(f"{name}.md").notebook
         assert not found.get("missing"), f"{name}: no Download notebook / Open in Colab link ({found})"
         assert found["visible"], f"{name}: the notebook links are hidden"
         assert found["status"] == 200, f"{name}: {found['href']} answered {found['status']}"

@@ -5,6 +5,11 @@ Blocks the page shows but does not run (a ``pytest.mark.skip`` marker with its r
 out, as the build leaves them out. Outputs are compared after normalising only what changes from run to run:
 timings, dates, memory addresses and temporary paths. The build runs with one thread; this test runs with two, so
 an output that depends on the thread count fails here.
+
+A chapter's blocks are run once for this test and tests/site/test_notebooks.py: its notebook, whose code cells must
+be exactly the blocks the page shows and runs, in order, is run in a fresh kernel, and what each cell printed is
+compared here (test_notebooks.py checks that no cell imports this repository's code). The other pages' blocks are run
+by paste_driver.py.
 """
 
 import ast
@@ -18,7 +23,10 @@ from dataclasses import dataclass
 
 import pytest
 from bs4 import BeautifulSoup, Comment
-from conftest import ROOT, page_html, site_built_by
+from conftest import CHAPTERS, ROOT, page_html, site_built_by
+from test_notebooks import executed_notebooks
+
+import site_tools.notebooks as notebooks
 
 DRIVER = ROOT / "tests" / "site" / "paste_driver.py"
 PAGES = [path.stem for path in sorted((ROOT / "docs").glob("*.md"))]
@@ -92,32 +100,61 @@ def paste(blocks, folder):
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))
 
 
-PASTE_REPORT = {}
+def notebook_results(notebook, runnable):
+    """What each block printed, read from a chapter's notebook run top to bottom in a fresh kernel, when the
+    notebook's code cells (after its setup cell, without the cells it does not run) are exactly the blocks the page
+    shows and runs, in page order; otherwise None. A kernel is a fresh interpreter: running the notebook is pasting
+    the page, and runs each chapter's code once for both tests."""
+    cells = [cell for cell in notebook.cells[2:] if cell.cell_type == "code"]
+    cells = [cell for cell in cells if notebooks.SKIP_TAG not in cell.metadata.get("tags", [])]
+    if [cell.source.strip() for cell in cells] != [block.code.strip() for block in runnable]:
+        return None
+    return [
+        {"stdout": "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout"), "error": None}
+        for cell in cells
+    ]
 
 
 @pytest.fixture(scope="module")
 def pasted(mkdocs_site, tmp_path_factory):
-    """Every page's runnable blocks, pasted: {page: (blocks shown, blocks run, results)}, two pages at a time (each
-    interpreter uses one core)."""
+    """Every page's runnable blocks, pasted: {page: (blocks shown, blocks run, results, how)}. A chapter's results
+    come from its notebook's run when the notebook holds exactly those blocks; the other pages' blocks are run by
+    paste_driver.py, two pages at a time (each interpreter uses one core)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    executed = executed_notebooks(tmp_path_factory)
+    shown = {page: shown_blocks(page_html(mkdocs_site, page)) for page in PAGES}
+    runnable = {page: [block for block in blocks if block.skip_reason is None] for page, blocks in shown.items()}
+    results, to_paste = {}, []
+    for page in PAGES:
+        run = executed.get(page)
+        if isinstance(run, Exception):
+            results[page] = run
+        elif run is not None and (from_notebook := notebook_results(run[0], runnable[page])) is not None:
+            results[page] = (shown[page], runnable[page], from_notebook, "its notebook's run")
+        elif runnable[page]:
+            to_paste.append(page)
+        else:
+            results[page] = (shown[page], [], [], "nothing to run")
+    # made here, not in the threads: the first mktemp of a worker creates its base folder, and two at once race
+    folders = {page: tmp_path_factory.mktemp(page) for page in to_paste}
+
     def run(page):
-        blocks = shown_blocks(page_html(mkdocs_site, page))
-        runnable = [block for block in blocks if block.skip_reason is None]
         try:
-            return page, (blocks, runnable, paste(runnable, tmp_path_factory.mktemp(page)) if runnable else [])
+            return page, (shown[page], runnable[page], paste(runnable[page], folders[page]), "paste_driver.py")
         except Exception as error:  # noqa: BLE001 - reported by that page's test
             return page, error
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(pool.map(run, PAGES))
+        results.update(pool.map(run, to_paste))
+    return results
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_a_reader_can_paste_the_page(pasted, page):
     if isinstance(pasted[page], Exception):
         raise pasted[page]
-    blocks, runnable, results = pasted[page]
+    blocks, runnable, results, how = pasted[page]
     problems = []
     for number, (block, result) in enumerate(zip(runnable, results), start=1):
         head = block.code.strip().splitlines()[0][:70]
@@ -128,8 +165,12 @@ def test_a_reader_can_paste_the_page(pasted, page):
         printed = normalise(result["stdout"])
         if printed != shown:
             problems.append(f"block {number} ({head}) printed\n{printed}\n--- but the page shows ---\n{shown}")
-    PASTE_REPORT[page] = (len(runnable), len(blocks) - len(runnable), len(results) - len(problems))
-    assert not problems, f"{page}: " + "\n\n".join(problems)
+    assert not problems, f"{page} ({len(runnable)} blocks run by {how}): " + "\n\n".join(problems)
+
+
+def test_every_chapter_is_pasted_by_running_its_notebook(pasted):
+    """Each chapter's code runs once for both tests: its notebook holds exactly the blocks its page shows and runs."""
+    assert {page: pasted[page][3] for page in CHAPTERS} == dict.fromkeys(CHAPTERS, "its notebook's run")
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -207,7 +248,10 @@ def test_shown_blocks_import_only_what_the_install_page_installs(mkdocs_site):
             except SyntaxError:
                 continue  # not Python (a shell line in a python fence is caught elsewhere)
             for node in ast.walk(tree):
-                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+                names = (
+                    [alias.name for alias in node.names]
+                    if isinstance(node, ast.Import)
+                    else ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+                )
                 problems += [f"{page}: imports {name}" for name in names if name.split(".")[0] not in allowed | linked]
     assert not problems, "\n".join(sorted(set(problems)))

@@ -17,8 +17,6 @@ SKIP_MARK = re.compile(r"<!--\s*pytest\.mark\.skip(if)?\(.*reason=.+\)\s*-->\s*$
 MARKDOWN_FILES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md", ROOT / "CONTRIBUTING.md"]
 
 
-
-
 def fences(path):
     text = path.read_text(encoding="utf-8")
     for match in FENCE.finditer(text):
@@ -132,8 +130,14 @@ def test_importing_a_chapter_module_runs_nothing():
     in examples(); so importing prints nothing, and `python -m snippets.<name>` runs the page."""
     modules = sorted(path.stem for path in SNIPPETS.glob("*.py") if path.stem != "__init__")
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module('snippets.' + name)\n"
-    result = subprocess.run([sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    result = subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == "", f"importing the chapter modules printed:\n{result.stdout[:2000]}"
     for name in modules:
