@@ -603,7 +603,9 @@ def words_of(html_text):
 def distinctive_phrase(built_site, doc):
     """Up to three consecutive words of the page that the fewest other pages contain: what a reader remembers."""
     blocks, _ = words_of(page_html(built_site, doc))
-    others = [words_of(page_html(built_site, d[: -len(".md")]))[1] for _t, d, _u in PAGES if d != doc + ".md"]
+    # each other page's words (\bword\b is in a text when word is one of its runs of \w)
+    others = [set(re.findall(r"\w+", words_of(page_html(built_site, d[: -len(".md")]))[1])) for _t, d, _u in PAGES]
+    others = [words for (_t, d, _u), words in zip(PAGES, others) if d != doc + ".md"]
     best = None
     for order, block in enumerate(blocks):
         tokens = [t.strip(".,:;!?()\"'") for t in block.split()]
@@ -612,7 +614,7 @@ def distinctive_phrase(built_site, doc):
                 window = tokens[start : start + size]
                 if not all(re.fullmatch(r"[A-Za-z]{4,}", w) for w in window):
                     continue
-                elsewhere = sum(all(re.search(rf"\b{w.lower()}\b", text) for w in window) for text in others)
+                elsewhere = sum(all(w.lower() in words for w in window) for words in others)
                 key = (elsewhere, -size, order, start)
                 if best is None or key < best[0]:
                     best = (key, " ".join(window))

@@ -3,8 +3,9 @@ copies), run in one fresh interpreter without this repository's packages, print 
 
 Blocks the page shows but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left
 out, as the build leaves them out. Outputs are compared after normalising only what changes from run to run:
-timings, dates, memory addresses and temporary paths. The build runs with one thread; this test runs with two, so
-an output that depends on the thread count fails here.
+timings, dates, memory addresses and temporary paths. The Zensical build runs the pages with two threads, the MkDocs
+build and this test with one: test_zensical_shows_the_same_blocks_and_outputs fails on an output that depends on the
+thread count.
 
 A chapter's blocks are run once for this test and tests/site/test_notebooks.py: its notebook, whose code cells must
 be exactly the blocks the page shows and runs, in order, is run in a fresh kernel, and what each cell printed is
@@ -87,7 +88,7 @@ def paste(blocks, folder):
     """Run the code of ``blocks`` in one fresh interpreter in ``folder``; return what each printed and raised."""
     (folder / "blocks.json").write_text(json.dumps([block.code for block in blocks]), encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    env.update(OMP_NUM_THREADS="2", MPLBACKEND="Agg")
+    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
     result = subprocess.run(
         [sys.executable, "-I", str(DRIVER), "blocks.json", "results.json", str(ROOT)],
         cwd=folder,
@@ -176,7 +177,8 @@ def test_every_chapter_is_pasted_by_running_its_notebook(pasted):
 @pytest.mark.parametrize("page", PAGES)
 def test_zensical_shows_the_same_blocks_and_outputs(mkdocs_site, page):
     """The paste test reads the MkDocs build; the Zensical build shows the same code and the same outputs (up to
-    run-to-run noise), so what a reader pastes from either site behaves the same."""
+    run-to-run noise), so what a reader pastes from either site behaves the same. Zensical's build runs the code with
+    two threads and MkDocs's with one, so this also fails on an output that depends on the thread count."""
     zensical = site_built_by("zensical")
 
     def seen(site):
