@@ -116,8 +116,8 @@ def standalone(nproc, script_args, cwd, timeout=120, extra=(), merge=False):
 
 def worker_pids(launcher_pid):
     """The training processes of a torchrun launcher, by local rank: from each
-    one's LOCAL_RANK, or, where a process's environment cannot be read, from the
-    order torchrun started them in (local rank 0 first)."""
+    one's LOCAL_RANK, or, where none shows one (a /proc that hides or denies
+    environments), from the order torchrun started them in (rank 0 first)."""
     import psutil
 
     workers, unread = {}, []
@@ -127,10 +127,11 @@ def worker_pids(launcher_pid):
         except psutil.NoSuchProcess:
             continue
         except psutil.AccessDenied:
-            unread.append(child)
-            continue
+            env = {}
         if "LOCAL_RANK" in env:
             workers[int(env["LOCAL_RANK"])] = child.pid
+        else:
+            unread.append(child)
     if unread and not workers:
         ordered = sorted(unread, key=lambda child: (child.create_time(), child.pid))
         workers = {rank: child.pid for rank, child in enumerate(ordered)}
@@ -154,8 +155,9 @@ def crash_run(out, kill_after_epoch=1, timeout=120):
             while not stop.is_set():
                 try:
                     look()
-                except Exception as error:  # reported; the watch goes on
-                    watch_errors.append(repr(error))
+                except Exception as error:  # reported once; the watch goes on
+                    if repr(error) not in watch_errors:
+                        watch_errors.append(repr(error))
                 time.sleep(0.01)
 
         def look():
@@ -198,6 +200,21 @@ def crash_run(out, kill_after_epoch=1, timeout=120):
     }
 
 
+def reported_crash_run(out, attempts=3):
+    """A crash run in which torchrun names the killed worker, and the attempt
+    it took (torchrun names rank 0 instead when rank 0 has exited first)."""
+    for attempt in range(1, attempts + 1):
+        folder = Path(out) / f"crash-{attempt}"
+        folder.mkdir()
+        crash = crash_run(folder)
+        if crash["returncode"] != 0 or crash["summary"] is None:
+            raise RuntimeError(f"the crash run failed:\n{crash['stdout'][-3000:]}")
+        killed = f"failed (exitcode: -9) local_rank: 1 (pid: {crash['killed_pid']})"
+        if crash["killed_pid"] and killed in crash["stdout"]:
+            return crash, attempt
+    raise RuntimeError(f"torchrun named rank 0 first in all {attempts} runs")
+
+
 def restart_log(output):
     """What a reader needs from a crash run: rank 0's lines and torchrun's
     messages about the failure and the restart, without paths and timestamps."""
@@ -205,7 +222,7 @@ def restart_log(output):
     for line in output.splitlines():
         if line.startswith(("epoch ", "resumed ", "2 processes")):
             keep.append(re.sub(r" \(\d+\.\d+ s\)", "", line))
-        elif "exitcode: -9" in line or "closing signal" in line:
+        elif "failed (exitcode:" in line or "closing signal" in line:
             # torchrun's own lines, without their level, time, pid and path
             message = re.sub(r"^[EWI]\d+ \S+ \d+ \S+\] ", "torchrun: ", line)
             keep.append(message.split(" of binary")[0])
@@ -377,11 +394,10 @@ def main(argv=None):
         os._exit(0)  # as the chapter's script does (the exit abort)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        crash = crash_run(tmp)
-        if crash["returncode"] != 0 or crash["summary"] is None:
-            raise RuntimeError(f"the crash run failed:\n{crash['stdout'][-3000:]}")
+        crash, attempts = reported_crash_run(tmp)
         metrics = {
             "crash": {
+                "attempts": attempts,
                 "log": restart_log(crash["stdout"]),
                 "loss": crash["summary"]["loss"],
                 "restarts": crash["summary"]["restarts"],

@@ -99,8 +99,8 @@ def start_build(builder, site):
     """Start a strict build of the whole site by ``builder`` into ``site`` (inside the repository, as Zensical
     requires); returns the running process."""
     env = {**os.environ, **BUILD_ENV, "GUIDE_SITE_DIR": str(site)}
-    if builder == "zensical":  # two threads where MkDocs has one: test_paste.py compares what the two builds print
-        env["OMP_NUM_THREADS"] = "2"
+    # two threads for Zensical, one for MkDocs: test_paste.py compares what the two builds print
+    env["OMP_NUM_THREADS"] = "2" if builder == "zensical" else "1"
     if builder == "mkdocs":
         command = [sys.executable, "-m", "mkdocs", "build", "--strict"]
     else:
@@ -147,8 +147,8 @@ RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 
 
 def site_built_by(builder):
-    """The site built by ``builder``. The first call in a test run builds with every builder at once (each build runs
-    its pages' code on one core: two builds side by side take about the time of one on a 2-core machine)."""
+    """The site built by ``builder``. The first call in a test run builds with every builder at once (MkDocs runs the
+    pages' code on one thread, Zensical on two: side by side, about the time of one build on a 2-core machine)."""
     if builder not in _SITES:
         sites = {name: ROOT / "build" / f"site-{name}" for name in BUILDERS}
         sites[builder].parent.mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ def page_results():
         dist_out(line[:84])
     crash = dist_metrics["crash"]
     dist_out(f"restarts: {crash['restarts']}; half-written checkpoints seen: {len(crash['torn'])}")
+    dist_out(f"crash runs until torchrun named the killed worker: {crash['attempts']}")
     print(dist_out)
     # --8<-- [end:crash]
 

@@ -2,8 +2,10 @@
 made by ``python -m benchmarks.distributed --record``; tests/test_distributed.py checks it against the page and the
 code, and runs the launch helpers (standalone, two nodes, the crash run)."""
 
+import time
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 
 import benchmarks.distributed as bench
@@ -43,3 +45,49 @@ def test_the_restart_log_keeps_rank_0_and_torchrun_lines_without_times():
         "resumed from epoch-0000.pt: epoch 1 is next",
     ]
     assert bench.epoch_seconds(output) == [0.21]
+
+
+def test_the_workers_are_found_by_local_rank_or_by_start_order(monkeypatch):
+    """The crash run kills local rank 1: read from LOCAL_RANK, or, where no process environment can be read, taken
+    from the order the launcher started its workers in (rank 0 first)."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    parent = (
+        "import os, subprocess, sys, time\n"
+        "for rank in (1, 0):  # started in the opposite order of their ranks\n"
+        "    env = {**os.environ, 'LOCAL_RANK': str(rank)}\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], env=env)\n"
+        "    time.sleep(0.05)\n"
+        "time.sleep(60)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        deadline = time.monotonic() + 30  # until both children run their own code, with their own environment
+        while len(bench.worker_pids(launcher.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first, second = sorted(psutil.Process(launcher.pid).children(), key=lambda c: (c.create_time(), c.pid))
+        assert bench.worker_pids(launcher.pid) == {1: first.pid, 0: second.pid}
+        monkeypatch.setattr(psutil.Process, "environ", lambda self: {})  # a /proc that hides environments
+        assert bench.worker_pids(launcher.pid) == {0: first.pid, 1: second.pid}
+    finally:
+        for child in psutil.Process(launcher.pid).children():
+            child.kill()
+        launcher.kill()
+        launcher.wait()
+
+
+def test_the_record_keeps_the_first_crash_run_in_which_torchrun_names_the_killed_worker(monkeypatch, tmp_path):
+    def run(pid, report):
+        return {"returncode": 0, "summary": {}, "killed_pid": pid, "stdout": f"failed (exitcode: {report} (pid: 7)"}
+
+    runs = iter([run(7, "1) local_rank: 0"), run(7, "-9) local_rank: 1")])
+    monkeypatch.setattr(bench, "crash_run", lambda folder: next(runs))
+    crash, attempts = bench.reported_crash_run(tmp_path)
+    assert attempts == 2 and "-9" in crash["stdout"]
+    monkeypatch.setattr(bench, "crash_run", lambda folder: run(7, "1) local_rank: 0"))
+    (tmp_path / "again").mkdir()
+    with pytest.raises(RuntimeError, match="named rank 0 first in all 3 runs"):
+        bench.reported_crash_run(tmp_path / "again")

@@ -23,12 +23,17 @@ class NoProjectImports:
         return None
 
 
-def main(blocks_path, results_path):
-    repository = sys.argv[3] if len(sys.argv) > 3 else None
+def isolate(repository=None):
+    """Make this interpreter a reader's: the repository's folders off ``sys.path`` (the venv's kept) and its packages
+    unimportable. tests/site/test_notebooks.py runs this first in each notebook's kernel."""
     if repository:
         inside = [p for p in sys.path if p == repository or p.startswith(repository + "/")]
         sys.path[:] = [p for p in sys.path if p not in inside or p.startswith(sys.prefix)]  # keep the venv
     sys.meta_path.insert(0, NoProjectImports())
+
+
+def main(blocks_path, results_path):
+    isolate(sys.argv[3] if len(sys.argv) > 3 else None)
     blocks = json.loads(open(blocks_path, encoding="utf-8").read())
     namespace = {"__name__": "__main__"}
     results = []

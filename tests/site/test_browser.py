@@ -490,7 +490,7 @@ def click(driver, element):
 
 
 NAV_JS = """
-const visible = a => a.offsetParent !== null;
+const visible = a => a.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});  // as a reader sees it
 const href = selector => (document.querySelector(selector) || {}).href || null;
 return {
   nav: [...document.querySelectorAll('nav.md-nav--primary a.md-nav__link[href]')].filter(visible)

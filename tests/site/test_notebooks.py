@@ -36,6 +36,7 @@ def generated(config):
 def offline_env(**extra):
     """The test's environment for a kernel, with no way out to the network (downloads fail at once)."""
     env = {k: v for k, v in os.environ.items() if k not in {"MPLBACKEND", "NO_PROXY", "no_proxy"}}
+    env = {k: v for k, v in env.items() if not k.startswith("PYTHON")}  # as tests/site/paste_driver.py runs
     dead = "http://127.0.0.1:9"
     return {
         **env,
@@ -48,18 +49,32 @@ def offline_env(**extra):
     }  # one thread: CPU time stays a measure of work on a shared machine
 
 
+# A first cell, added here and removed after the run: the kernel cannot import this repository's packages (a reader
+# has none of them), as in tests/site/paste_driver.py.
+ISOLATE = f"""import sys
+sys.path.insert(0, {str(ROOT / "tests" / "site")!r})
+import paste_driver
+sys.path.pop(0)
+paste_driver.isolate({str(ROOT)!r})
+del sys, paste_driver"""
+
+
 def execute(nb, cwd, **env):
-    """Run every cell in a fresh python3 kernel (this interpreter) in ``cwd``.
+    """Run every cell in a fresh python3 kernel (this interpreter) in ``cwd``, which cannot import this repository's
+    packages.
 
     Returns the notebook, the wall-clock seconds and the kernel's CPU seconds (measured by a last cell, added here).
     """
+    nb.cells.insert(0, nbformat.v4.new_code_cell(ISOLATE))
     nb.cells.append(nbformat.v4.new_code_cell(CPU_SECONDS))
     client = NotebookClient(
         nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
     )
     start = time.perf_counter()
     client.execute(env=offline_env(**env))
-    return nb, time.perf_counter() - start, float(outputs_text(nb.cells.pop()))
+    seconds, cpu = time.perf_counter() - start, float(outputs_text(nb.cells.pop()))
+    nb.cells.pop(0)
+    return nb, seconds, cpu
 
 
 def outputs_text(cell):
@@ -203,6 +218,13 @@ def test_the_fixture_notebook_runs_on_this_interpreter_shows_its_figure_and_skip
     assert any("image/png" in out.get("data", {}) for out in nb.cells[5].outputs)  # %matplotlib inline works
     assert nb.cells[7].outputs == []  # skipped, as on the site
     assert outputs_text(nb.cells[9]) == "answer 42\n"
+
+
+def test_a_notebook_kernel_cannot_import_this_repositorys_packages(tmp_path):
+    probe = "try:\n    import snippets\nexcept ModuleNotFoundError as error:\n    print(error)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)])
+    nb, _, _ = execute(nb, tmp_path)
+    assert outputs_text(nb.cells[0]) == "No module named 'snippets' (a reader of the site does not have it)\n"
 
 
 def test_no_notebook_cell_uses_this_repositorys_code(generated):

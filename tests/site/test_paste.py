@@ -9,8 +9,8 @@ thread count.
 
 A chapter's blocks are run once for this test and tests/site/test_notebooks.py: its notebook, whose code cells must
 be exactly the blocks the page shows and runs, in order, is run in a fresh kernel, and what each cell printed is
-compared here (test_notebooks.py checks that no cell imports this repository's code). The other pages' blocks are run
-by paste_driver.py.
+compared here (the kernel, like paste_driver.py, cannot import this repository's packages). The other pages' blocks
+are run by paste_driver.py.
 """
 
 import ast
@@ -171,6 +171,9 @@ def test_a_reader_can_paste_the_page(pasted, page):
 
 def test_every_chapter_is_pasted_by_running_its_notebook(pasted):
     """Each chapter's code runs once for both tests: its notebook holds exactly the blocks its page shows and runs."""
+    for page in CHAPTERS:
+        if isinstance(pasted[page], Exception):
+            raise pasted[page]
     assert {page: pasted[page][3] for page in CHAPTERS} == dict.fromkeys(CHAPTERS, "its notebook's run")
 
 
