@@ -21,9 +21,7 @@ def page_results():
     # --8<-- [end:crash]
 
     # --8<-- [start:memory]
-    from site_tools.records import RecordedText, read_record
-
-    dist_record = read_record("distributed")
+    # dist_record and RecordedText: from the crash section, in the same page session
     memory = dist_record["metrics"]["memory"]
     dist_out = RecordedText(dist_record)
     dist_out(f"an MLP of {memory['parameters']:,} parameters, 2 processes; per rank:")
@@ -37,9 +35,7 @@ def page_results():
     # --8<-- [end:memory]
 
     # --8<-- [start:scaling]
-    from site_tools.records import RecordedText, read_record
-
-    dist_record = read_record("distributed")
+    # dist_record and RecordedText: from the crash section, in the same page session
     scaling = dist_record["metrics"]["scaling"]
     dist_out = RecordedText(dist_record)
     dist_out(f"{scaling['samples']} samples, batch 64 per process, hidden width {scaling['hidden']}")
@@ -53,9 +49,7 @@ def page_results():
     # --8<-- [end:scaling]
 
     # --8<-- [start:exit-aborts]
-    from site_tools.records import RecordedText, read_record
-
-    dist_record = read_record("distributed")
+    # dist_record and RecordedText: from the crash section, in the same page session
     aborts = dist_record["metrics"]["exit_aborts"]
     dist_out = RecordedText(dist_record)
     dist_out(f"launches of 2 processes, {aborts['parallel']} launches at a time:")
