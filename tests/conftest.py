@@ -151,17 +151,14 @@ def site_built_by(builder):
     pages' code on one thread, Zensical on two: side by side, about the time of one build on a 2-core machine)."""
     if builder not in _SITES:
         sites = {name: ROOT / "build" / f"site-{name}" for name in BUILDERS}
-        sites[builder].parent.mkdir(exist_ok=True)
-        with open(ROOT / "build" / "site-build.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # held while this worker builds; the other waits here
-            stamp = ROOT / "build" / "site-build.run"
-            if not (stamp.exists() and stamp.read_text() == RUN_ID):
-                stamp.unlink(missing_ok=True)
-                started = time.perf_counter()
-                processes = {name: start_build(name, site) for name, site in sites.items()}
-                for name, process in processes.items():
-                    finish_build(name, sites[name], process, started)
-                stamp.write_text(RUN_ID)
+
+        def build_all():
+            started = time.perf_counter()
+            processes = {name: start_build(name, site) for name, site in sites.items()}
+            for name, process in processes.items():
+                finish_build(name, sites[name], process, started)
+
+        once_per_run("site-build", build_all)  # the other worker waits for the builds, then reads their HTML
         _SITES.update(sites)
     return _SITES[builder]
 
