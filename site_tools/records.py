@@ -1,10 +1,19 @@
 """Recorded runs: results too slow or hardware-bound to produce at every build, saved with their provenance.
 
 A record is a JSON file in ``docs/records/`` (published with the site, so readers can download it) holding the
-metrics a page shows and where they came from: torch version, device, date, command, and a hash of the source
-files that produced them. Pages render from the record; ``check_fresh`` fails when the code changed and the record
-did not, so a record can never silently go stale.
+metrics a page shows and where they came from: torch version, device, date, command, and a hash of the code that
+produced them. Pages render from the record; ``check_fresh`` fails when that code changed and the record did not, so
+a record can never silently go stale.
+
+The hash covers what runs, not file bytes (``code_hash``): the benchmark module, and in this repository's modules it
+uses (``snippets``, ``benchmarks``) the top-level definitions it uses, followed through the names they use; a module
+the benchmark launches as a program (its file name is in the benchmark's code) counts from its ``main``. Each is
+hashed as its syntax tree without docstrings: comments, blank lines, docstrings, formatting and the code the benchmark
+does not use (a page's demonstrations, another function) can change without making the record stale. Names reached
+only by ``getattr``, ``globals()`` or a string are not seen: a benchmark uses a chapter's code by name.
 """
+
+import ast
 
 import datetime
 import hashlib
@@ -27,15 +36,162 @@ class StaleRecordError(RuntimeError):
     """The code that produced a record has changed since the record was made."""
 
 
-def source_hash(producers):
-    """SHA-256 over the producing source files (paths relative to the repository, contents with normalised newlines)."""
+HASHED_PACKAGES = ("snippets", "benchmarks")  # site_tools and the reports show results; they do not make them
+
+
+def _canonical(node):
+    """A syntax tree as nested lists, stable across Python versions (no positions, contexts or empty fields)."""
+    if isinstance(node, ast.AST):
+        fields = [
+            (name, _canonical(value))
+            for name, value in ast.iter_fields(node)
+            if value not in (None, []) and name not in {"ctx", "type_comment", "kind"}
+        ]
+        return [type(node).__name__, fields]
+    if isinstance(node, list):
+        return [_canonical(item) for item in node]
+    return repr(node)
+
+
+def _without_docstrings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _is_main_guard(statement):
+    test = statement.test if isinstance(statement, ast.If) else None
+    return isinstance(test, ast.Compare | ast.BoolOp) and "__main__" in ast.unparse(test)
+
+
+def _bound_names(statement):
+    """The names a top-level statement binds (an import binds its alias or first name)."""
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {statement.name}
+    if isinstance(statement, ast.Import | ast.ImportFrom):
+        return {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+    if isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set()
+
+
+class _Module:
+    """One source file of the repository: its top-level statements and the names they bind."""
+
+    def __init__(self, relative, text):
+        self.relative = relative
+        self.statements = _without_docstrings(ast.parse(text)).body
+        self.binders = {}  # name -> indices of the statements binding it
+        self.repository_imports = {}  # name -> (module file, attribute or None)
+        for index, statement in enumerate(self.statements):
+            for name in _bound_names(statement):
+                self.binders.setdefault(name, []).append(index)
+            if isinstance(statement, ast.Import):
+                for alias in statement.names:
+                    if alias.name.split(".")[0] in HASHED_PACKAGES and alias.asname:
+                        self.repository_imports[alias.asname] = (_module_file(alias.name), None)
+            elif isinstance(statement, ast.ImportFrom) and (statement.module or "").split(".")[0] in HASHED_PACKAGES:
+                for alias in statement.names:
+                    imported = f"{statement.module}.{alias.name}"
+                    target = (_module_file(imported), None) if _module_file(imported) else None
+                    target = target or (_module_file(statement.module), alias.name)
+                    self.repository_imports[alias.asname or alias.name] = target
+
+    def side_effects(self):
+        """Top-level statements that bind nothing and are not the main guard: they run on import."""
+        return [i for i, s in enumerate(self.statements) if not _bound_names(s) and not _is_main_guard(s)]
+
+
+def _module_file(dotted):
+    """'snippets.mnist' -> 'snippets/mnist.py' when that file exists in the repository, else None."""
+    relative = dotted.replace(".", "/") + ".py"
+    return relative if (ROOT / relative).is_file() else None
+
+
+def _references(node):
+    """(name, attribute or None) for every name a piece of code loads, with the attribute read from it."""
+    found = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name):
+            found.add((child.value.id, child.attr))
+        elif isinstance(child, ast.Name):
+            found.add((child.id, None))
+    return found
+
+
+def used_code(entry, sources=None):
+    """{(file, statement index or None for the whole file): statement} of the code a benchmark runs.
+
+    ``entry`` is the benchmark's file (relative to the repository); ``sources`` maps files to replacement texts
+    (the tests edit code without touching the files)."""
+    sources = sources or {}
+    modules = {}
+
+    def module(relative):
+        if relative not in modules:
+            text = sources.get(relative)
+            modules[relative] = _Module(relative, text if text is not None else (ROOT / relative).read_text("utf-8"))
+        return modules[relative]
+
+    used, todo = {}, []
+
+    def use_statement(mod, index):
+        if (mod.relative, index) not in used:
+            used[(mod.relative, index)] = mod.statements[index]
+            todo.append((mod, mod.statements[index]))
+            for side in mod.side_effects():
+                use_statement(mod, side)
+
+    def use_name(mod, name, attribute):
+        if name in mod.repository_imports:
+            target, imported = mod.repository_imports[name]
+            if imported is None and attribute is not None:  # `m.fit` with `import snippets.mnist as m`
+                use_name(module(target), attribute, None)
+            elif imported is not None:  # `from snippets.mnist import fit`
+                use_name(module(target), imported, None)
+        for index in mod.binders.get(name, []):
+            use_statement(mod, index)
+
+    entry_module = module(entry)
+    for index, statement in enumerate(entry_module.statements):
+        use_statement(entry_module, index)  # the benchmark runs as a whole
+    constants = {n.value for n in ast.walk(ast.Module(entry_module.statements, [])) if isinstance(n, ast.Constant)}
+    for name, (target, imported) in list(entry_module.repository_imports.items()):
+        if imported is None and Path(target).name in constants:  # launched as a program: from its main()
+            use_name(module(target), "main", None)
+    while todo:
+        mod, statement = todo.pop()
+        for name, attribute in _references(statement):
+            use_name(mod, name, attribute)
+    return used
+
+
+def code_hash(entry, sources=None):
+    """SHA-256 of the code a benchmark runs (``used_code``), and the list of what it covers."""
+    used = used_code(entry, sources)
     digest = hashlib.sha256()
-    for path in sorted(Path(p).resolve() for p in producers):
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes().replace(b"\r\n", b"\n"))
-        digest.update(b"\0")
-    return digest.hexdigest()
+    covered = []
+    # by file and content, not position: moving a definition, or adding one the benchmark does not use, changes nothing
+    for part in sorted(f"{relative}\0{json.dumps(_canonical(statement))}" for (relative, _), statement in used.items()):
+        digest.update(part.encode() + b"\0")
+    for relative, index in sorted(used):
+        names = sorted(_bound_names(used[(relative, index)])) or [f"line {used[(relative, index)].lineno}"]
+        if relative != entry:
+            covered += [f"{relative}:{name}" for name in names]
+    return digest.hexdigest(), [entry, *sorted(set(covered))]
+
+
+def benchmark_entry(producers):
+    """The benchmark module among a record's producers (the file under benchmarks/)."""
+    entries = [p for p in producers if p.startswith("benchmarks/")]
+    if len(entries) != 1:
+        raise ValueError(f"a record needs exactly one benchmark module among its producers, not {entries}")
+    return entries[0]
 
 
 def device_description(device):
@@ -58,6 +214,8 @@ def device_description(device):
 
 def provenance(producers, device, command):
     """Where a result came from: versions, device, date, command and the hash of the producing code."""
+    producers = sorted(Path(p).resolve().relative_to(ROOT).as_posix() for p in producers)
+    digest, covered = code_hash(benchmark_entry(producers))
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -66,8 +224,9 @@ def provenance(producers, device, command):
         "device_name": device_description(device),
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "command": command,
-        "producers": sorted(Path(p).resolve().relative_to(ROOT).as_posix() for p in producers),
-        "code_hash": source_hash(producers),
+        "producers": producers,
+        "code_hash": digest,
+        "hashed": covered,
     }
 
 
@@ -118,10 +277,11 @@ def read_record(name, records_dir=RECORDS_DIR):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def check_fresh(record):
-    """Raise StaleRecordError when the producing code no longer matches the record's hash."""
+def check_fresh(record, sources=None):
+    """Raise StaleRecordError when the code that made the record no longer matches its hash (``sources``: files
+    replaced by texts, as in ``code_hash``)."""
     prov = record["provenance"]
-    current = source_hash(ROOT / p for p in prov["producers"])
+    current, _ = code_hash(benchmark_entry(prov["producers"]), sources)
     if current != prov["code_hash"]:
         raise StaleRecordError(
             f"record '{record['name']}' was made by code that has changed since ({prov['code_hash'][:12]} -> "
