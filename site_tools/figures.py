@@ -15,7 +15,8 @@ matplotlib.use("Agg")  # no display at build time
 import matplotlib.pyplot as plt  # noqa: E402
 
 # Stable SVG output: same code, same bytes (no random ids, no date).
-plt.rcParams.update({"svg.hashsalt": "pytorch-guide", "svg.fonttype": "none", "figure.dpi": 96})
+plt.rcParams.update({"svg.hashsalt": "pytorch-guide", "svg.fonttype": "none"})
+DPI = 96  # applied when a figure is saved: a page's figures are drawn before this module is imported
 
 _BLACKS = re.compile(r"#000000|#000(?![0-9a-fA-F])|\bblack\b")
 
@@ -46,7 +47,7 @@ def _prefix_ids(svg, prefix):
 def to_svg(fig):
     """Return the figure as an inline SVG string whose black ink follows the page's text colour."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", transparent=True, bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", dpi=DPI, transparent=True, bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg") :]  # drop the XML prolog and doctype: it is inlined in HTML
     svg = _BLACKS.sub("currentColor", svg)

@@ -16,10 +16,12 @@ only this site has:
 - Shell fences stay Markdown (commands for a terminal, not cells); links to pages point at the published site.
 - A first code cell sets the runtime up (figures inline).
 
-``python -m site_tools.notebooks`` (``make notebooks``) writes them into ``docs/notebooks/``, where they are
-committed: both site generators publish that folder as it is, and Colab opens notebooks from GitHub. The page
-template (overrides/main.html) links each chapter to its notebook from ``extra.notebooks`` in mkdocs.yml;
-``tests/site/test_notebooks.py`` keeps the committed notebooks in step with the pages.
+``python -m site_tools.notebooks`` (``make notebooks``, which every build runs first) writes them into
+``docs/notebooks/``, which git ignores: both site generators publish that folder as it is, and the site workflow
+(.github/workflows/site.yml) also publishes them to the branch Colab opens them from. The page template
+(overrides/main.html) links each chapter to both from ``extra.notebooks`` in mkdocs.yml. Nothing generated is
+committed, so a prose edit is a one-file change; tests/check/test_notebooks_match_pages.py checks that each notebook
+holds exactly the blocks its page runs.
 """
 
 import argparse
@@ -154,30 +156,19 @@ class Converter:
 
     snippets: dict  # the pymdownx.snippets options of mkdocs.yml
     site_url: str = ""  # links to other pages point there; left relative when empty
-    repository: str = ""  # https URL of the git repository the Colab setup cell clones
-    branch: str = "main"
     use_directory_urls: bool = True
     _preprocessor: object = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_config(cls, config):
-        notebooks = (config.get("extra") or {}).get("notebooks") or {}
-        repository = notebooks.get("repository", "")
         snippets = dict(config["mdx_configs"].get("pymdownx.snippets", {}))
         # base_path is relative to the folder the site is built from: the repository root
         snippets["base_path"] = [os.fspath(ROOT / path) for path in snippets.get("base_path", ["."])]
         return cls(
             snippets=snippets,
             site_url=config.get("site_url") or "",
-            repository=f"https://github.com/{repository}" if repository else "",
-            branch=notebooks.get("branch", "main"),
             use_directory_urls=config.get("use_directory_urls", True),
         )
-
-    def colab_url(self, name):
-        """Colab opens notebooks from GitHub: the copy committed in docs/notebooks/ on the configured branch."""
-        github = self.repository.removeprefix("https://github.com/")
-        return f"https://colab.research.google.com/github/{github}/blob/{self.branch}/{NOTEBOOKS_DIR}/{name}"
 
     def expand(self, source):
         """Replace ``--8<--`` include lines with the sections they name, exactly as the site build does."""
@@ -328,29 +319,12 @@ def load_site_config(path=ROOT / "mkdocs.yml"):
     return load_config(str(path))
 
 
-def stale_notebooks(directory, notebooks):
-    """Names of notebooks in ``directory`` that are missing, differ from ``notebooks`` or belong to no chapter."""
-    directory = Path(directory)
-    on_disk = {p.name for p in directory.glob("*.ipynb")}
-    stale = {
-        name
-        for name, text in notebooks.items()
-        if name not in on_disk or (directory / name).read_text(encoding="utf-8") != text
-    }
-    return sorted(stale | (on_disk - set(notebooks)))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(ROOT / NOTEBOOKS_DIR), help="folder to write the notebooks to")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a notebook is out of date")
     args = parser.parse_args(argv)
     notebooks = generate(load_site_config())
     out = Path(args.out)
-    if args.check:
-        stale = stale_notebooks(out, notebooks)
-        print("\n".join(f"out of date: {out / name}" for name in stale) or f"{len(notebooks)} notebooks up to date")
-        return 1 if stale else 0
     from site_tools.records import atomic_write_text
 
     for name, text in notebooks.items():

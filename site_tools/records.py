@@ -14,7 +14,6 @@ only by ``getattr``, ``globals()`` or a string are not seen: a benchmark uses a 
 """
 
 import ast
-
 import datetime
 import hashlib
 import html
@@ -64,8 +63,9 @@ def _without_docstrings(tree):
 
 
 def _is_main_guard(statement):
+    """``if __name__ == "__main__":`` (or another name than the module's): code that importing does not run."""
     test = statement.test if isinstance(statement, ast.If) else None
-    return isinstance(test, ast.Compare | ast.BoolOp) and "__main__" in ast.unparse(test)
+    return isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
 
 
 def _bound_names(statement):
@@ -158,10 +158,10 @@ def used_code(entry, sources=None):
             use_statement(mod, index)
 
     entry_module = module(entry)
-    for index, statement in enumerate(entry_module.statements):
+    for index in range(len(entry_module.statements)):
         use_statement(entry_module, index)  # the benchmark runs as a whole
     constants = {n.value for n in ast.walk(ast.Module(entry_module.statements, [])) if isinstance(n, ast.Constant)}
-    for name, (target, imported) in list(entry_module.repository_imports.items()):
+    for target, imported in list(entry_module.repository_imports.values()):
         if imported is None and Path(target).name in constants:  # launched as a program: from its main()
             use_name(module(target), "main", None)
     while todo:
@@ -302,7 +302,7 @@ class RecordedText:
 
     For the hidden blocks of a page (``exec="on" html="1"``), which print HTML: ``print(text)`` renders the lines as
     an output block captioned with the record file it comes from, so a reader sees where the numbers come from and
-    tests/test_paste.py knows that no code shown on the page printed them. (markdown-exec replaces ``print`` inside
+    tests/site/test_paste.py knows that no code shown on the page printed them. (markdown-exec replaces ``print`` inside
     a block, so the lines are collected here rather than by redirecting standard output.)
     """
 

@@ -1,18 +1,17 @@
 """Autograd: the code of docs/autograd.md.
 
 The page teaches ``requires_grad``, ``backward()`` and ``.grad`` against
-derivatives worked out by hand, the recorded graph, gradient accumulation,
-non-scalar outputs, switching autograd off, leaf tensors, in-place pitfalls, a
+derivatives worked out by hand, the recorded graph, gradient accumulation, non-
+scalar outputs, switching autograd off, leaf tensors, in-place pitfalls, a
 custom ``torch.autograd.Function`` checked with ``gradcheck``, and gradient
 descent by hand; four exercises close it. Each section is small and fast. What
-the page runs is in examples(); importing the module runs nothing.
+the page runs is at the end, at module level; importing the module runs nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
-    # --8<-- [start:first_gradient]
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.autograd` prints what the page prints.
+if __name__ == "__main__":
+    # --8<-- [start:first-gradient]
     import torch
 
     x = torch.tensor(2.0, requires_grad=True)  # track what is computed from x
@@ -20,7 +19,7 @@ def examples():
     print(y)
     y.backward()  # walk the record backwards: dy/dx lands in x.grad
     print(x.grad)  # by hand: dy/dx = 2x + 3 = 7 at x = 2
-    # --8<-- [end:first_gradient]
+    # --8<-- [end:first-gradient]
 
     # --8<-- [start:graph]
     print(type(y.grad_fn).__name__)  # the node that made y: the addition
@@ -38,7 +37,7 @@ def examples():
     print(x.grad_fn, x.is_leaf)  # x was made by you, not by an operation
     # --8<-- [end:graph]
 
-    # --8<-- [start:many_inputs]
+    # --8<-- [start:many-inputs]
     import torch
 
     x = torch.linspace(-2, 2, 5, requires_grad=True)
@@ -46,7 +45,7 @@ def examples():
     y.sum().backward()  # a scalar, and d(sum)/dx_i = dy_i/dx_i
     print(x.grad)
     print(2 * x.detach() + 3)  # by hand: 2x + 3 (detach: values, no graph)
-    # --8<-- [end:many_inputs]
+    # --8<-- [end:many-inputs]
 
     # --8<-- [start:accumulation]
     import torch
@@ -61,7 +60,7 @@ def examples():
     print(f"after a reset:      x.grad = {x.grad}")
     # --8<-- [end:accumulation]
 
-    # --8<-- [start:micro_batches]
+    # --8<-- [start:micro-batches]
     import torch
 
     torch.manual_seed(0)
@@ -79,9 +78,9 @@ def examples():
     print(full_batch_grad)
     print(w.grad)
     print(torch.allclose(w.grad, full_batch_grad))
-    # --8<-- [end:micro_batches]
+    # --8<-- [end:micro-batches]
 
-    # --8<-- [start:non_scalar]
+    # --8<-- [start:non-scalar]
     import textwrap
 
     import torch
@@ -98,9 +97,9 @@ def examples():
     x.grad = None
     (x**2).backward(gradient=torch.tensor([0.0, 1.0, 0.0]))  # only y[1]
     print(x.grad)
-    # --8<-- [end:non_scalar]
+    # --8<-- [end:non-scalar]
 
-    # --8<-- [start:no_grad]
+    # --8<-- [start:no-grad]
     import torch
 
     w = torch.tensor([1.0, -2.0], requires_grad=True)
@@ -120,7 +119,7 @@ def examples():
 
     d = w.detach()  # same values, same memory, no history, no requires_grad
     print(d, d.requires_grad, d.data_ptr() == w.data_ptr())
-    # --8<-- [end:no_grad]
+    # --8<-- [end:no-grad]
 
     # --8<-- [start:leaf]
     import torch
@@ -159,7 +158,7 @@ def examples():
         print(textwrap.fill(f"RuntimeError: {message}", 80))
     # --8<-- [end:inplace]
 
-    # --8<-- [start:custom_function]
+    # --8<-- [start:custom-function]
     import torch
 
     class StableSoftplus(torch.autograd.Function):
@@ -184,7 +183,7 @@ def examples():
     print(y)
     y.sum().backward()
     print(x.grad)  # sigmoid(x): 0, 0.5, 1
-    # --8<-- [end:custom_function]
+    # --8<-- [end:custom-function]
 
     # --8<-- [start:gradcheck]
     import torch
@@ -206,7 +205,7 @@ def examples():
     print(check)  # the mistake is caught
     # --8<-- [end:gradcheck]
 
-    # --8<-- [start:descent_step]
+    # --8<-- [start:descent-step]
     import torch
 
     torch.manual_seed(0)
@@ -233,17 +232,17 @@ def examples():
         b -= learning_rate * b.grad
     print(f"loss after:  {mse_loss(w, b).item():.4f}")
     print(f"parameters:  w = {w.item():.4f}, b = {b.item():.4f}")
-    # --8<-- [end:descent_step]
+    # --8<-- [end:descent-step]
 
-    # --8<-- [start:rebind_pitfall]
+    # --8<-- [start:rebind-pitfall]
     with torch.no_grad():
         rebound = w - learning_rate * w.grad  # a NEW tensor, made under no_grad
     print(rebound.requires_grad)  # False: backward() will not reach it
     rebound.requires_grad_()  # if you rebind, turn tracking back on
     print(rebound.requires_grad, rebound.is_leaf)
-    # --8<-- [end:rebind_pitfall]
+    # --8<-- [end:rebind-pitfall]
 
-    # --8<-- [start:descent_loop]
+    # --8<-- [start:descent-loop]
     import matplotlib.pyplot as plt
 
     w = torch.zeros(1, 1, requires_grad=True)  # start again from zero
@@ -273,9 +272,9 @@ def examples():
         ylabel="mean squared error",
         yscale="log",
     )
-    # --8<-- [end:descent_loop]
+    # --8<-- [end:descent-loop]
 
-    # --8<-- [start:exercise_sigmoid]
+    # --8<-- [start:exercise-sigmoid]
     import torch
 
     x = (torch.arange(-60, 61) / 10).requires_grad_()  # -6.0, -5.9, ..., 6.0
@@ -288,9 +287,9 @@ def examples():
         f"at x = {x[steepest].item():.1f}"
     )
     print(f"slope at x = 6: {x.grad[-1].item():.4f}")  # saturated
-    # --8<-- [end:exercise_sigmoid]
+    # --8<-- [end:exercise-sigmoid]
 
-    # --8<-- [start:exercise_straight_through]
+    # --8<-- [start:exercise-straight-through]
     import torch
 
     class RoundStraightThrough(torch.autograd.Function):
@@ -317,9 +316,9 @@ def examples():
         RoundStraightThrough.apply, (x64,), raise_exception=False
     )
     print(check)  # fails, by design: not the true derivative
-    # --8<-- [end:exercise_straight_through]
+    # --8<-- [end:exercise-straight-through]
 
-    # --8<-- [start:exercise_newton]
+    # --8<-- [start:exercise-newton]
     import torch
 
     def f(x):
@@ -337,9 +336,9 @@ def examples():
         with torch.no_grad():
             x -= slope / curvature  # Newton's step towards f'(x) = 0
     print(f"x = {x.item():.6f}, sqrt(1.5) = {1.5**0.5:.6f}")
-    # --8<-- [end:exercise_newton]
+    # --8<-- [end:exercise-newton]
 
-    # --8<-- [start:exercise_quadratic]
+    # --8<-- [start:exercise-quadratic]
     import torch
 
     torch.manual_seed(0)
@@ -357,10 +356,4 @@ def examples():
     print(f"final loss:       {loss.item():.5f}")
     print(f"gradient descent: {params.detach()}")
     print(f"least squares:    {exact}")
-    # --8<-- [end:exercise_quadratic]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-quadratic]

@@ -1,11 +1,12 @@
 """Convolutional networks and transfer learning: the code of docs/cnn.md.
 
-A convolution by hand and with F.conv2d, output sizes, receptive fields, the cost
-of weight sharing, the layers of a CNN, the chapter's MNIST CNN (it takes the
-MNIST chapter's preloaded N x 784 tensors as they are), per-image augmentation on
-tensors, checkpoints that refuse the wrong network, and transfer learning with
-torchvision's ResNet-18. Definitions are at module level (benchmarks/cnn.py
-trains and records them); what the page runs is in examples().
+A convolution by hand and with F.conv2d, output sizes, receptive fields, the
+cost of weight sharing, the layers of a CNN, the chapter's MNIST CNN (it takes
+the MNIST chapter's preloaded N x 784 tensors as they are), per-image
+augmentation on tensors, checkpoints that refuse the wrong network, and transfer
+learning with torchvision's ResNet-18. Definitions are at module level
+(benchmarks/cnn.py trains and records them); what the page runs is at the end,
+at module level.
 """
 
 # --8<-- [start:by-hand]
@@ -302,9 +303,9 @@ def train_few(model, images, labels, method, steps=150, lr=3e-3):
 # --8<-- [end:transfer]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.cnn` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:digits-demo]
     import matplotlib.pyplot as plt
 
@@ -468,6 +469,20 @@ def examples():
     )
     # --8<-- [end:flops-demo]
 
+    # --8<-- [start:augment-demo]
+    generator = torch.Generator().manual_seed(0)
+    shown = images[:6].repeat_interleave(3, dim=0)  # six digits, three times each
+    moved = random_affine(shown, degrees=10, shift=0.1, generator=generator)
+    fig, axes = plt.subplots(3, 6, figsize=(6, 3.2))
+    for ax, picture in zip(axes.T.flat, moved):
+        ax.imshow(picture[0].numpy(), cmap="gray")
+        ax.axis("off")
+    fig.suptitle("Each copy of a digit gets its own rotation, shift and zoom")
+    blank = torch.full((4, 1, 28, 28), BLACK)  # what comes in from outside: black
+    filled = random_affine(blank, degrees=10, shift=0.1, generator=generator)
+    print("a black image stays black:", torch.allclose(filled, blank))
+    # --8<-- [end:augment-demo]
+
     # --8<-- [start:checkpoint-demo]
     import tempfile
     import textwrap
@@ -496,20 +511,6 @@ def examples():
             message = str(error).replace(str(folder), "...")
             print(textwrap.fill(f"ValueError: {message}", 80))
     # --8<-- [end:checkpoint-demo]
-
-    # --8<-- [start:augment-demo]
-    generator = torch.Generator().manual_seed(0)
-    shown = images[:6].repeat_interleave(3, dim=0)  # six digits, three times each
-    moved = random_affine(shown, degrees=10, shift=0.1, generator=generator)
-    fig, axes = plt.subplots(3, 6, figsize=(6, 3.2))
-    for ax, picture in zip(axes.T.flat, moved):
-        ax.imshow(picture[0].numpy(), cmap="gray")
-        ax.axis("off")
-    fig.suptitle("Each copy of a digit gets its own rotation, shift and zoom")
-    blank = torch.full((4, 1, 28, 28), BLACK)  # what comes in from outside: black
-    filled = random_affine(blank, degrees=10, shift=0.1, generator=generator)
-    print("a black image stays black:", torch.allclose(filled, blank))
-    # --8<-- [end:augment-demo]
 
     # --8<-- [start:resnet]
     from torchvision.models import ResNet18_Weights, resnet18
@@ -580,8 +581,3 @@ def examples():
         count = sum(p.numel() for p in layer.parameters())
         print(f"{name:9} {count:6,} parameters, output {tuple(layer(maps).shape)}")
     # --8<-- [end:exercise-separable]
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

@@ -4,7 +4,7 @@ Real data on disk (scikit-learn's 1,797 handwritten 8 x 8 digits written out as
 PNG files and a CSV, as a reader's own data looks) loaded with Dataset,
 DataLoader and transforms.v2. Definitions are at module level (the datasets and
 collate functions are importable, so that DataLoader workers started with
-"spawn" find them); what the page runs is in examples().
+"spawn" find them); what the page runs is at the end, at module level.
 """
 
 # --8<-- [start:write-files]
@@ -203,9 +203,9 @@ def seed_worker(worker_id):
 # --8<-- [end:worker-seeding]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.data` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:write-files-demo]
     import tempfile
 
@@ -686,8 +686,3 @@ def examples():
         len(balanced), "indices per epoch:", drawn.bincount(minlength=10).tolist()
     )
     # --8<-- [end:exercise-balanced]
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

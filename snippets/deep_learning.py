@@ -6,14 +6,13 @@ feature a linear model cannot (a circle), and the shapes of the building blocks
 (Linear, Conv2d, LSTM, a Transformer layer). The exercises learn Celsius to
 Kelvin and check a convolution's output size.
 
-What the page runs is in ``examples()``; importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
-
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.deep_learning` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:rule]
     def celsius_to_fahrenheit(celsius):
         """Traditional programming: a person wrote the rule."""
@@ -132,7 +131,7 @@ def examples():
         print(f"{block:31} {shape_in:>14} -> {shape_out}")
     # --8<-- [end:blocks]
 
-    # --8<-- [start:exercise_kelvin]
+    # --8<-- [start:exercise-kelvin]
     import torch
     from torch import nn
 
@@ -150,9 +149,9 @@ def examples():
     kelvin_weight, kelvin_bias = model.weight.item(), model.bias.item()
     print(f"weight {kelvin_weight:.4f}  bias {kelvin_bias:.2f}")
     print("exact:  weight 1       bias 273.15")
-    # --8<-- [end:exercise_kelvin]
+    # --8<-- [end:exercise-kelvin]
 
-    # --8<-- [start:exercise_conv]
+    # --8<-- [start:exercise-conv]
     import torch
     from torch import nn
 
@@ -161,10 +160,4 @@ def examples():
     same_padding = nn.Conv2d(1, 8, kernel_size=5, padding=2)
     print(tuple(no_padding(images).shape))  # 28 - 5 + 1 = 24
     print(tuple(same_padding(images).shape))  # 28 + 2·2 - 5 + 1 = 28
-    # --8<-- [end:exercise_conv]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-conv]

@@ -2,11 +2,12 @@
 
 From a trained model to a program that serves predictions: what to ship,
 torch.export to a .pt2 file, ONNX run by onnxruntime, int8 quantization with
-torchao, how fast each runs, and a small inference program with an HTTP endpoint.
-The program (``python -m snippets.deploy predict IMAGE.png`` and ``serve``) needs
-only the exported file, torch, Pillow and the standard library: no training code.
-``python -m snippets.deploy export FOLDER`` trains the page's model and writes it.
-Definitions are at module level; what the page runs is in examples().
+torchao, how fast each runs, and a small inference program with an HTTP
+endpoint. The program (``python -m snippets.deploy predict IMAGE.png`` and
+``serve``) needs only the exported file, torch, Pillow and the standard library:
+no training code. ``python -m snippets.deploy export FOLDER`` trains the page's
+model and writes it. Definitions are at module level; what the page runs is at
+the end, at module level.
 """
 
 # --8<-- [start:model]
@@ -419,9 +420,10 @@ def export_to(folder):
 # --8<-- [end:main]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page. This
+# module's __main__ is its program (main), so these run under their own name:
+# runpy.run_module("snippets.deploy", run_name="__page__") prints the page.
+if __name__ == "__page__":
     # --8<-- [start:data-demo]
     pixels, labels = digits_as_mnist()
     train_pixels, train_labels = pixels[:1500], labels[:1500]
@@ -622,7 +624,6 @@ def examples():
         f"that layer: {deployable.model[9].weight.numel():,} of {total:,} weights"
     )
     # --8<-- [end:exercise-quantize-one]
-    return locals()
 
 
 if __name__ == "__main__":

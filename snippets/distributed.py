@@ -350,8 +350,10 @@ def load_sharded(model, path):
 # --8<-- [end:dcp-load]
 
 
-def examples():
-    """What the page runs at build: no process group (a launch cannot run there)."""
+# What the page runs, in page order, at module level as on the page. This
+# module's __main__ is its program (main), so these run under their own name:
+# runpy.run_module("snippets.distributed", run_name="__page__") prints the page.
+if __name__ == "__page__":
     # --8<-- [start:sampler-demo]
     from torch.utils.data import DistributedSampler
 
@@ -403,7 +405,6 @@ def examples():
             f"{batches} batches, {steps} steps and all-reduces"
         )
     # --8<-- [end:exercise-steps]
-    return locals()
 
 
 # --8<-- [start:ddp-main]

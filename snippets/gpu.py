@@ -3,8 +3,8 @@
 Every section runs on a CPU-only machine: the device falls back to the CPU.
 Sections that only make sense on a GPU (CUDA events, peak memory) define
 functions, which the page shows without running and tests/test_gpu.py runs on a
-CUDA machine. Definitions are at module level; what the page runs to show
-something is in ``examples()``.
+CUDA machine. Definitions are at module level; what the page runs is at the end,
+at module level.
 """
 
 # --8<-- [start:pick-device]
@@ -232,9 +232,9 @@ def to_device(batch, device):
 # --8<-- [end:exercise-to-device]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.gpu` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:pick-device-demo]
     device = pick_device()
     print("device:", device)
@@ -432,9 +432,3 @@ def examples():
     same = torch.allclose(full_grad, linear.weight.grad, atol=1e-6)
     print("same gradient with uneven micro-batches:", same)
     # --8<-- [end:exercise-accumulation]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

@@ -1,12 +1,12 @@
 """Home page: the versions the site was built with, read from its environment.
 
-What the page runs is in examples(); importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.index` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:versions]
     import datetime
     import platform
@@ -20,9 +20,3 @@ def examples():
     today = datetime.datetime.now(datetime.timezone.utc)
     print(f"built on     {today:%Y-%m-%d} (UTC)")
     # --8<-- [end:versions]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

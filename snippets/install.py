@@ -2,14 +2,13 @@
 
 The page checks the installation (versions, a tiny computation on the usable
 device), shows why ``torch.accelerator.current_accelerator()`` alone is no test
-for a usable GPU, and ends with an exercise that picks the device. What the
-page runs is in examples(); importing the module runs nothing.
+for a usable GPU, and ends with an exercise that picks the device. What the page
+runs is at the end, at module level; importing the module runs nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.install` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:verify]
     import platform
 
@@ -28,7 +27,7 @@ def examples():
     print("(2×3 ones) @ (3×2 ones) =", check.tolist())
     # --8<-- [end:verify]
 
-    # --8<-- [start:accelerator_trap]
+    # --8<-- [start:accelerator-trap]
     import torch
 
     # what this build of torch was compiled for
@@ -49,9 +48,9 @@ def examples():
             first_sentence = str(error).split(".")[0]
             print(f"torch.ones(1, device={compiled_for.type!r}) raises:")
             print(f"  RuntimeError: {first_sentence}")
-    # --8<-- [end:accelerator_trap]
+    # --8<-- [end:accelerator-trap]
 
-    # --8<-- [start:exercise_pick_device]
+    # --8<-- [start:exercise-pick-device]
     import torch
 
     def pick_device():
@@ -63,10 +62,4 @@ def examples():
     model = torch.nn.Linear(4, 2).to(picked)
     print("picked:", picked)
     print("model parameters on:", next(model.parameters()).device)
-    # --8<-- [end:exercise_pick_device]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-pick-device]

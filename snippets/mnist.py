@@ -459,9 +459,10 @@ def train_further(train, val, seed=0, config=FURTHER):
 # --8<-- [end:further]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page. This
+# module's __main__ is its program (main), so these run under their own name:
+# runpy.run_module("snippets.mnist", run_name="__page__") prints the page.
+if __name__ == "__page__":
     # --8<-- [start:setup-demo]
     print("device:", pick_device())
     black, white = (0 - MEAN) / STD, (1 - MEAN) / STD
@@ -503,22 +504,6 @@ def examples():
     print("logits for 2 images:", tuple(model(torch.randn(2, 1, 28, 28)).shape))
     # --8<-- [end:model-demo]
 
-    # --8<-- [start:flops-demo]
-    rows = training_flops(build_model(hidden=(128,)))
-    print(f"{'layer':9}{'forward':>10}{'weight grad':>13}{'input grad':>12}")
-    for row in rows:
-        print(
-            f"{row['layer']:9}{row['forward']:>10,}{row['weight_grad']:>13,}"
-            f"{row['input_grad']:>12,}"
-        )
-    per_image = sum(r["forward"] + r["weight_grad"] + r["input_grad"] for r in rows)
-    print(
-        f"per image: {per_image:,} FLOPs; per epoch of 60,000 images: "
-        f"{per_image * 60_000 / 1e9:.1f} GFLOP"
-    )
-    print(f"(6 x parameters would say {6 * count_parameters(model):,} per image)")
-    # --8<-- [end:flops-demo]
-
     # --8<-- [start:evaluate-demo]
     predicted, labels = torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2])
     print(confusion_matrix(predicted, labels, num_classes=3))
@@ -546,6 +531,22 @@ def examples():
             print("ValueError:", str(error).split(": ", 1)[1])  # without the path
     # --8<-- [end:png-demo]
 
+    # --8<-- [start:flops-demo]
+    rows = training_flops(build_model(hidden=(128,)))
+    print(f"{'layer':9}{'forward':>10}{'weight grad':>13}{'input grad':>12}")
+    for row in rows:
+        print(
+            f"{row['layer']:9}{row['forward']:>10,}{row['weight_grad']:>13,}"
+            f"{row['input_grad']:>12,}"
+        )
+    per_image = sum(r["forward"] + r["weight_grad"] + r["input_grad"] for r in rows)
+    print(
+        f"per image: {per_image:,} FLOPs; per epoch of 60,000 images: "
+        f"{per_image * 60_000 / 1e9:.1f} GFLOP"
+    )
+    print(f"(6 x parameters would say {6 * count_parameters(model):,} per image)")
+    # --8<-- [end:flops-demo]
+
     # --8<-- [start:exercise-loss]
     logits, target = torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([2])
     cross_entropy = nn.CrossEntropyLoss()(logits, target)
@@ -559,7 +560,6 @@ def examples():
     print("log_softmax:", fused.item())
     print("log(softmax):", separate.item())
     # --8<-- [end:exercise-loss]
-    return locals()
 
 
 def main(argv=None):

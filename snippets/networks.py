@@ -5,16 +5,16 @@ The page builds networks out of ``nn.Module``: calling a module (hooks around
 parameters, train and eval modes (dropout; ``inference_mode`` is what turns
 autograd off), activation functions and their derivatives, and why gradients
 vanish through many sigmoid layers. The exercises count parameters, compare a
-plain list with ``nn.ModuleList``, follow BatchNorm's statistics and check GELU's
-derivative.
+plain list with ``nn.ModuleList``, follow BatchNorm's statistics and check
+GELU's derivative.
 
-What the page runs is in ``examples()``; importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.networks` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:module]
     import torch
     from torch import nn
@@ -258,9 +258,3 @@ def examples():
     closed_form = cdf + xd * pdf  # d/dx [x Φ(x)]
     print("max difference:", (autograd_slope - closed_form).abs().max().item())
     # --8<-- [end:ex-gelu]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

@@ -6,14 +6,14 @@ weights are learned like all others, then reads its outputs (logits, argmax,
 softmax) and counts its parameters. The exercises compute a neuron, count an
 MLP's parameters and choose logits for given probabilities.
 
-What the page runs is in ``examples()``; importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
-    # --8<-- [start:neuron_by_hand]
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.neurons` prints what the page prints.
+if __name__ == "__main__":
+    # --8<-- [start:neuron-by-hand]
     import math
 
     inputs = [0.5, -1.0, 2.0]
@@ -27,9 +27,9 @@ def examples():
     print(f"weighted sum z = {weighted_sum:.4f}")
     print(f"ReLU(z)        = {relu_output:.4f}")
     print(f"sigmoid(z)     = {sigmoid_output:.4f}")
-    # --8<-- [end:neuron_by_hand]
+    # --8<-- [end:neuron-by-hand]
 
-    # --8<-- [start:neuron_linear]
+    # --8<-- [start:neuron-linear]
     import torch
     from torch import nn
 
@@ -44,9 +44,9 @@ def examples():
     print("sigmoid(z) =", torch.sigmoid(z))
     same = math.isclose(z.item(), weighted_sum, abs_tol=1e-6)
     print("same as by hand:", same)
-    # --8<-- [end:neuron_linear]
+    # --8<-- [end:neuron-linear]
 
-    # --8<-- [start:activation_figure]
+    # --8<-- [start:activation-figure]
     import matplotlib.pyplot as plt
     import torch
 
@@ -71,7 +71,7 @@ def examples():
     )
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend()
-    # --8<-- [end:activation_figure]
+    # --8<-- [end:activation-figure]
 
     # --8<-- [start:layer]
     import torch
@@ -112,7 +112,7 @@ def examples():
     print("first image:", logits[0].detach().numpy().round(2))
     # --8<-- [end:network]
 
-    # --8<-- [start:hidden_learns]
+    # --8<-- [start:hidden-learns]
     import torch
     from torch import nn
 
@@ -134,7 +134,7 @@ def examples():
     print("change after one optimizer step:")
     print(hidden_change)
     print("hidden weights changed:", bool(hidden_change.abs().max() > 0))
-    # --8<-- [end:hidden_learns]
+    # --8<-- [end:hidden-learns]
 
     # --8<-- [start:softmax]
     import math
@@ -154,7 +154,7 @@ def examples():
     print("softmax(logits + 10) =", shifted)
     # --8<-- [end:softmax]
 
-    # --8<-- [start:count_params]
+    # --8<-- [start:count-params]
     from torch import nn
 
     def mlp(*sizes):
@@ -176,9 +176,9 @@ def examples():
         parameter_counts[sizes] = (by_formula, counted)
         name = "-".join(map(str, sizes))
         print(f"{name:>14}: formula {by_formula:,}  numel {counted:,}")
-    # --8<-- [end:count_params]
+    # --8<-- [end:count-params]
 
-    # --8<-- [start:exercise_neuron]
+    # --8<-- [start:exercise-neuron]
     import torch
     from torch import nn
 
@@ -192,9 +192,9 @@ def examples():
     print("z =", round(exercise_z.item(), 6))
     print("sigmoid(z) =", torch.sigmoid(exercise_z).item())
     print("ReLU(z) =", torch.relu(exercise_z).item())
-    # --8<-- [end:exercise_neuron]
+    # --8<-- [end:exercise-neuron]
 
-    # --8<-- [start:exercise_params]
+    # --8<-- [start:exercise-params]
     from torch import nn
 
     # 3072 = 3·32·32 colour pixel values
@@ -202,9 +202,9 @@ def examples():
     cifar_count = sum(p.numel() for p in cifar_mlp.parameters())
     cifar_formula = 3072 * 512 + 512 + 512 * 10 + 10
     print(f"{cifar_formula:,} by the formula, {cifar_count:,} counted")
-    # --8<-- [end:exercise_params]
+    # --8<-- [end:exercise-params]
 
-    # --8<-- [start:exercise_logits]
+    # --8<-- [start:exercise-logits]
     import math
 
     import torch
@@ -216,10 +216,4 @@ def examples():
     three_way = torch.softmax(torch.log(wanted), dim=0)
     print(nine_to_one)
     print(three_way)
-    # --8<-- [end:exercise_logits]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-logits]

@@ -1,10 +1,11 @@
 """Training in practice: the code of docs/practice.md.
 
-Learning-rate schedules, the options of the losses, gradient clipping (also under
-a GradScaler), finding where a NaN came from, logging a run for TensorBoard,
-checkpoints that resume a run exactly, and what seeding does and does not make
-reproducible. Everything runs on scikit-learn's 8 x 8 digits in seconds.
-Definitions are at module level; what the page runs is in examples().
+Learning-rate schedules, the options of the losses, gradient clipping (also
+under a GradScaler), finding where a NaN came from, logging a run for
+TensorBoard, checkpoints that resume a run exactly, and what seeding does and
+does not make reproducible. Everything runs on scikit-learn's 8 x 8 digits in
+seconds. Definitions are at module level; what the page runs is at the end, at
+module level.
 """
 
 # --8<-- [start:data]
@@ -288,9 +289,9 @@ def train_with_threads(threads, images, labels, epochs=3):
 # --8<-- [end:threads]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.practice` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:order]
     import warnings
 
@@ -634,8 +635,3 @@ def examples():
         mistakes = (predicted != labels).sum().item()
         print(f"{name:13} {mistakes} mistakes on the 1,797 digits")
     # --8<-- [end:exercise-weights-only]
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

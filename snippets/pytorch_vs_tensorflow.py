@@ -6,13 +6,13 @@ that is plain Python), NumPy interop (shared memory or a copy), compiling with
 exercises check a model's layers for non-finite values and a NumPy view of a
 tensor. No TensorFlow code runs.
 
-What the page runs is in ``examples()``; importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.pytorch_vs_tensorflow` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:eager]
     import torch
     from torch import nn
@@ -83,7 +83,7 @@ def examples():
     print("same as eager:", same)
     # --8<-- [end:export]
 
-    # --8<-- [start:exercise_debug]
+    # --8<-- [start:exercise-debug]
     import torch
     from torch import nn
 
@@ -111,9 +111,9 @@ def examples():
     except ValueError as error:
         debug_message = str(error)
         print("caught:", debug_message)
-    # --8<-- [end:exercise_debug]
+    # --8<-- [end:exercise-debug]
 
-    # --8<-- [start:exercise_numpy]
+    # --8<-- [start:exercise-numpy]
     import numpy as np
     import torch
 
@@ -124,10 +124,4 @@ def examples():
     independent = tensor.numpy().copy()
     tensor += 1
     print(view, independent)
-    # --8<-- [end:exercise_numpy]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-numpy]

@@ -1,12 +1,12 @@
 """Sequences and attention: the code of docs/sequences.md.
 
-Sequences as tensors (padding, masks, packing), recurrent layers (RNN, LSTM, GRU;
-one RNN step by hand; vanishing gradients), attention from scratch (scaled
+Sequences as tensors (padding, masks, packing), recurrent layers (RNN, LSTM,
+GRU; one RNN step by hand; vanishing gradients), attention from scratch (scaled
 dot-product, masks, multi-head, positions, a transformer block), and the models
 of the chapter's two projects: MNIST read as sequences (an LSTM over rows, a
 transformer over patches) and a character-level language model trained on the
-guide's own pages. benchmarks/sequences.py trains and records them.
-Definitions are at module level; what the page runs is in examples().
+guide's own pages. benchmarks/sequences.py trains and records them. Definitions
+are at module level; what the page runs is at the end, at module level.
 """
 
 # --8<-- [start:attention]
@@ -290,9 +290,9 @@ def sample(model, prompt_ids, length, temperature=1.0, generator=None):
 # --8<-- [end:char-model]
 
 
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.sequences` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:tensors-demo]
     import torch
     from torch import nn
@@ -588,8 +588,3 @@ def examples():
             weights.amax(-1).numpy().round(2),
         )
     # --8<-- [end:exercise-weights]
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

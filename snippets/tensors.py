@@ -4,14 +4,13 @@ The page teaches creating tensors (and why ``torch.empty`` holds no values),
 shapes and dtypes with their promotion rules, indexing and masks, views and
 contiguity, broadcasting and its silent shape bug, in-place operations, matrix
 products, reductions, the NumPy bridge and devices; four exercises close it.
-Each section is small and fast. What the page runs is in examples(); importing
-the module runs nothing.
+Each section is small and fast. What the page runs is at the end, at module
+level; importing the module runs nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.tensors` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:create]
     import torch
 
@@ -75,14 +74,14 @@ def examples():
     print("converted:         ", ints.float().dtype, ints.to(torch.float64).dtype)
     # --8<-- [end:dtypes]
 
-    # --8<-- [start:float_equality]
+    # --8<-- [start:float-equality]
     import torch
 
     total = torch.full((10,), 0.1).sum()  # 0.1 added ten times, in float32
     print(total.item(), total == 1.0)  # 0.1 has no exact binary form
     print(torch.isclose(total, torch.tensor(1.0)))  # compare with a tolerance
     torch.testing.assert_close(total, torch.tensor(1.0))  # in tests: raises if not
-    # --8<-- [end:float_equality]
+    # --8<-- [end:float-equality]
 
     # --8<-- [start:indexing]
     import torch
@@ -157,13 +156,13 @@ def examples():
     print(chw.shape, chw.is_contiguous())  # a view with reordered strides
     # --8<-- [end:squeeze]
 
-    # --8<-- [start:squeeze_trap]
+    # --8<-- [start:squeeze-trap]
     import torch
 
     logits = torch.zeros(1, 1)  # a batch of ONE sample, with one output
     print(logits.squeeze().shape)  # the batch dimension is gone too
     print(logits.squeeze(1).shape)  # name the dim: the batch dim survives
-    # --8<-- [end:squeeze_trap]
+    # --8<-- [end:squeeze-trap]
 
     # --8<-- [start:broadcasting]
     import torch
@@ -175,7 +174,7 @@ def examples():
     print(table)
     # --8<-- [end:broadcasting]
 
-    # --8<-- [start:broadcasting_center]
+    # --8<-- [start:broadcasting-center]
     import torch
 
     torch.manual_seed(0)
@@ -184,9 +183,9 @@ def examples():
     centered = data - mean  # (5, 3) - (3,): subtracted from every sample
     print(mean.shape, centered.shape)
     print("feature means now:", centered.mean(dim=0))  # 0, up to rounding
-    # --8<-- [end:broadcasting_center]
+    # --8<-- [end:broadcasting-center]
 
-    # --8<-- [start:broadcasting_error]
+    # --8<-- [start:broadcasting-error]
     import textwrap
 
     import torch
@@ -198,9 +197,9 @@ def examples():
     except RuntimeError as error:
         print(textwrap.fill(f"RuntimeError: {error}", 80))
     print(a + b[:, None])  # b as a column, (2, 1): repeated along each row
-    # --8<-- [end:broadcasting_error]
+    # --8<-- [end:broadcasting-error]
 
-    # --8<-- [start:broadcasting_trap]
+    # --8<-- [start:broadcasting-trap]
     import torch
 
     predictions = torch.tensor([[1.0], [2.0], [3.0]])  # model output: (3, 1)
@@ -209,7 +208,7 @@ def examples():
     wrong = (difference**2).mean()
     right = ((predictions.squeeze(1) - targets) ** 2).mean()
     print(difference.shape, wrong, right)  # perfect predictions, nonzero loss
-    # --8<-- [end:broadcasting_trap]
+    # --8<-- [end:broadcasting-trap]
 
     # --8<-- [start:math]
     import torch
@@ -274,14 +273,14 @@ def examples():
         print(textwrap.fill(f"RuntimeError: {error}", 80))
     # --8<-- [end:reductions]
 
-    # --8<-- [start:keepdim_trap]
+    # --8<-- [start:keepdim-trap]
     import torch
 
     square = torch.tensor([[1.0, 3.0], [2.0, 6.0]])  # row sums: 4 and 8
     wrong = square / square.sum(dim=1)  # (2,) runs along the columns!
     right = square / square.sum(dim=1, keepdim=True)  # (2, 1): one per row
     print("row sums, wrong:", wrong.sum(dim=1), " right:", right.sum(dim=1))
-    # --8<-- [end:keepdim_trap]
+    # --8<-- [end:keepdim-trap]
 
     # --8<-- [start:numpy]
     import textwrap
@@ -327,7 +326,7 @@ def examples():
     print("unchecked:", unchecked, "usable:", torch.accelerator.is_available())
     # --8<-- [end:device]
 
-    # --8<-- [start:exercise_distances]
+    # --8<-- [start:exercise-distances]
     import torch
 
     torch.manual_seed(0)
@@ -340,9 +339,9 @@ def examples():
     others = distances.clone().fill_diagonal_(float("inf"))  # not oneself
     nearest = others.argmin(dim=1)
     print("nearest neighbours:", nearest)
-    # --8<-- [end:exercise_distances]
+    # --8<-- [end:exercise-distances]
 
-    # --8<-- [start:exercise_one_hot]
+    # --8<-- [start:exercise-one-hot]
     import torch
 
     labels = torch.tensor([2, 0, 1, 2, 1])
@@ -361,9 +360,9 @@ def examples():
     predictions = logits.argmax(dim=1)
     accuracy = (predictions == labels).float().mean()  # True -> 1.0, then mean
     print(predictions, accuracy)
-    # --8<-- [end:exercise_one_hot]
+    # --8<-- [end:exercise-one-hot]
 
-    # --8<-- [start:exercise_images]
+    # --8<-- [start:exercise-images]
     import numpy as np
     import torch
 
@@ -375,9 +374,9 @@ def examples():
     pixel_before = images[1, 5, 7, 2] / np.float32(255)  # sample 1, row 5,
     print(batch[1, 2, 5, 7].item() == pixel_before)  # column 7, channel 2
     print(batch.is_contiguous(), batch.contiguous().is_contiguous())
-    # --8<-- [end:exercise_images]
+    # --8<-- [end:exercise-images]
 
-    # --8<-- [start:exercise_softmax]
+    # --8<-- [start:exercise-softmax]
     import torch
 
     def softmax_rows(logits):
@@ -391,10 +390,4 @@ def examples():
     print(naive)  # exp(1000) is inf in float32, and inf / inf is nan
     print(softmax_rows(logits))  # equal rows: softmax ignores a shift
     print(torch.allclose(softmax_rows(logits), torch.softmax(logits, dim=1)))
-    # --8<-- [end:exercise_softmax]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()
+    # --8<-- [end:exercise-softmax]

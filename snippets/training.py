@@ -7,13 +7,13 @@ stopping), and why accuracy is a metric but not a loss (class imbalance). The
 exercises zero gradients, compute binary cross-entropy by hand, choose a
 patience and sweep the learning rate.
 
-What the page runs is in ``examples()``; importing the module runs nothing.
+What the page runs is at the end, at module level; importing the module runs
+nothing.
 """
 
-
-def examples():
-    """What the page runs to show something, in page order (a function: importing
-    this module prints nothing)."""
+# What the page runs, in page order, at module level as on the page:
+# `python -m snippets.training` prints what the page prints.
+if __name__ == "__main__":
     # --8<-- [start:losses]
     import torch
     from torch import nn
@@ -386,9 +386,3 @@ def examples():
             )
         print(f"SGD lr={lr:<5}  loss after 300 steps: {final_loss[lr]:.4f}")
     # --8<-- [end:ex-lr]
-
-    return locals()
-
-
-if __name__ == "__main__":
-    examples()

@@ -1,5 +1,13 @@
-"""Shared fixtures: the site, built once per test session by each builder, strictly; the chapters' helpers."""
+"""Shared fixtures: each page's run (site_tools/execution.py), the site built from those runs by each builder, the
+chapter tests' run of a page, and the test report's summaries.
 
+A chapter test file is ``tests/test_<chapter>.py``; its fixtures ``page`` (the names the page's shown blocks define)
+and ``printed`` (what they printed) come from one run of the page's blocks in this process, and
+``test_the_page_prints_what_its_build_shows`` (imported by every chapter test file) compares that run with the page's
+own run (one thread there, two here: an output that depends on the thread count fails).
+"""
+
+import builtins
 import contextlib
 import fcntl
 import functools
@@ -14,19 +22,21 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import uuid
 from pathlib import Path
 
 import pytest
-import torch
+
+from site_tools import execution
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 SNIPPETS = ROOT / "snippets"
-# Every build in the tests runs with deprecations as errors: a page whose code uses an API that PyTorch (or any
-# library) has deprecated fails the build. mkdocs resets Python's DeprecationWarning filter, so only the environment
-# variable reaches the executed blocks (tests/test_site.py checks that it does).
-BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1", "PYTHONWARNINGS": "error::DeprecationWarning,error::FutureWarning"}
+BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1"}
+# Where the tests build the site: build/ (another folder inside the repository lets two test runs build side by side).
+BUILDS = ROOT / os.environ.get("GUIDE_BUILDS_DIR", "build")
+CHAPTER_TEST_THREADS = 2  # the page's own run uses execution.THREADS (1)
 
 
 def site_config():
@@ -46,13 +56,19 @@ def site_config():
 CHAPTERS = site_config()["extra"]["notebooks"]["chapters"]
 
 # Both site generators build the site in the tests: MkDocs with Material (the publishing build) and Zensical, its
-# successor. Every test that takes `built_site` runs against each output.
+# successor. Every test that takes `built_site` runs against each output. Neither runs a page's code: both render
+# the page's run (site_tools/execution.py).
 BUILDERS = ["mkdocs", "zensical"]
 # Zensical passes a build whose executed block raised (it logs the error, says "No issues found" and exits 0):
 # its log is searched for markdown-exec's message instead.
-# (Not any "Traceback" in the log: a DataLoader worker process of the data page may print one from a helper thread of
-# multiprocessing as it shuts down, which is no error of the page. The pages themselves are checked for tracebacks.)
 EXEC_ERROR = re.compile(r"markdown_exec: Execution of .* code block exited with errors")
+# `make test` runs the tests in two pytest-xdist workers (one test file, or one group, per worker); the site is built
+# once per test run, by whichever worker needs it first, and the other waits for it and reuses it. The run's id
+# (set by the Makefile for the page runs it starts before pytest) labels the page runs in the report.
+RUN_ID = os.environ.get("GUIDE_RUN_ID") or os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+os.environ["GUIDE_RUN_ID"] = RUN_ID
+# `make test-chapter NAME=x` sets this: only that page runs, and only its tests run (see pytest_collection_modifyitems)
+ONLY_PAGES = [name for name in os.environ.get(execution.ONLY_PAGES, "").split(",") if name]
 
 
 class SummaryLines:
@@ -73,12 +89,23 @@ class SummaryLines:
 
 
 BROWSER_REPORT = SummaryLines("browser report (build/browser-report/)")
-BUILD_REPORT = SummaryLines("site builds (side by side)")
+BUILD_REPORT = SummaryLines("site builds")
 
 
 def pytest_sessionstart(session):
     if not hasattr(session.config, "workerinput"):  # the main process, before any worker starts
         shutil.rmtree(SummaryLines.folder, ignore_errors=True)
+
+
+def executions_this_run():
+    """{page: {kind: [seconds, ...]}} of the page code runs of this test run (build/page-runs/executions.jsonl)."""
+    runs: dict = {}
+    if execution.EXECUTIONS_LOG.exists():
+        for line in execution.EXECUTIONS_LOG.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line)
+            if entry.get("run") == RUN_ID:
+                runs.setdefault(entry["page"], {}).setdefault(entry["kind"], []).append(entry["seconds"])
+    return runs
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -93,14 +120,65 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.section(section)
         for line in lines:
             terminalreporter.write_line(line)
+    runs = executions_this_run()
+    if runs:
+        terminalreporter.section("how many times each page's code ran in this test run")
+        terminalreporter.write_line("(a page run feeds both builds, the paste check and the notebook; a chapter test")
+        terminalreporter.write_line("run is the chapter test's own, for the objects it asserts on)")
+        for page in sorted(runs):
+            parts = [f"{len(seconds)} {kind} ({sum(seconds):.1f} s)" for kind, seconds in sorted(runs[page].items())]
+            terminalreporter.write_line(f"{page:24} " + ", ".join(parts))
+        pages = [page for page in execution.executed_pages() if not ONLY_PAGES or page in ONLY_PAGES]
+        stored = [page for page in pages if "page run" not in runs.get(page, {})]
+        if stored:
+            terminalreporter.write_line(f"stored page runs still current (not run again): {', '.join(stored)}")
+
+
+# --- scheduling: one xdist worker per test file, except the groups below
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the tests for `--dist loadgroup`: a test file's tests in one worker (their module fixtures are computed
+    once), and the browser checks of one build in one worker (one browser visit of each page); with
+    GUIDE_ONLY_PAGES (make test-chapter), keep only what concerns those pages."""
+    if ONLY_PAGES:
+        kept = [item for item in items if _concerns_only_pages(item)]
+        deselected = [item for item in items if item not in kept]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = kept
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        builder = getattr(getattr(item, "callspec", None), "params", {}).get("builder")
+        group = f"browser-{builder}" if "browser" in item.path.name and builder else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+PAGE_PARAMETERS = ("page", "doc", "chapter")
+
+
+def _concerns_only_pages(item):
+    """Under make test-chapter: the chapter's test file and its benchmark's, the code blocks of its page, and the
+    site tests parametrized by one of its pages."""
+    if item.path.parent == ROOT / "tests":
+        return item.path.stem.removeprefix("test_") in ONLY_PAGES
+    if item.path.parent == ROOT / "tests" / "benchmarks":
+        return item.path.stem.removeprefix("test_").removesuffix("_benchmark") in ONLY_PAGES
+    if item.path.suffix == ".md":
+        return item.path.parent == DOCS and item.path.stem in ONLY_PAGES
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    named = [str(params[key]).removesuffix(".md") for key in PAGE_PARAMETERS if key in params]
+    return bool(named) and all(name in ONLY_PAGES for name in named)
+
+
+# --- the site, built from the pages' runs
 
 
 def start_build(builder, site):
     """Start a strict build of the whole site by ``builder`` into ``site`` (inside the repository, as Zensical
     requires); returns the running process."""
     env = {**os.environ, **BUILD_ENV, "GUIDE_SITE_DIR": str(site)}
-    # two threads for Zensical, one for MkDocs: test_paste.py compares what the two builds print
-    env["OMP_NUM_THREADS"] = "2" if builder == "zensical" else "1"
     if builder == "mkdocs":
         command = [sys.executable, "-m", "mkdocs", "build", "--strict"]
     else:
@@ -141,18 +219,20 @@ def mkdocs_site():
 _SITES: dict[str, Path] = {}
 
 
-# `make test` runs the tests in two pytest-xdist workers (`-n 2 --dist loadfile`: each test file in one worker); the
-# site is built once per test run, by whichever worker needs it first, and the other waits for it and reuses it.
-RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
-
-
 def site_built_by(builder):
-    """The site built by ``builder``. The first call in a test run builds with every builder at once (MkDocs runs the
-    pages' code on one thread, Zensical on two: side by side, about the time of one build on a 2-core machine)."""
+    """The site built by ``builder``. The first call in a test run writes the notebooks, brings every page's run up
+    to date (two at a time) and builds with both builders at once; they only render the runs."""
     if builder not in _SITES:
-        sites = {name: ROOT / "build" / f"site-{name}" for name in BUILDERS}
+        sites = {name: BUILDS / f"site-{name}" for name in BUILDERS}
 
         def build_all():
+            from site_tools import notebooks
+
+            notebooks.main([])
+            started = time.perf_counter()
+            pages = [page for page in execution.executed_pages() if not ONLY_PAGES or page in ONLY_PAGES]
+            execution.run_pages(pages, report=lambda line: None)
+            BUILD_REPORT.append(f"page runs up to date after {time.perf_counter() - started:.1f} s")
             started = time.perf_counter()
             processes = {name: start_build(name, site) for name, site in sites.items()}
             for name, process in processes.items():
@@ -165,9 +245,9 @@ def site_built_by(builder):
 
 def once_per_run(name, make):
     """make()'s result (JSON), computed once per test run by whichever xdist worker asks first; the other waits for
-    it and reads it back from build/<name>.json."""
-    path = ROOT / "build" / f"{name}.json"
-    path.parent.mkdir(exist_ok=True)
+    it and reads it back from build/<name>.json (in GUIDE_BUILDS_DIR when set)."""
+    path = BUILDS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
@@ -187,6 +267,121 @@ def page_html(site: Path, page: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+# --- what a page printed, compared up to run-to-run noise
+
+RUN_TO_RUN = [  # (pattern, replacement): what may differ between two runs of the same code on the same machine
+    # (with the spaces that align them in a column: their width changes with the number)
+    (re.compile(r"[ \t]*\b\d[\d,]*(?:\.\d+)? (?:items|images|samples|batches)/s\b"), " <rate>"),
+    (re.compile(r"[ \t]*\b\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)? ?(?:ms|µs|us|ns|s|seconds?)\b"), " <time>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][\d:.+]+Z?)?"), "<date>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
+    (re.compile(r"/tmp/[\w./-]+|/var/folders/[\w./-]+"), "<temporary path>"),
+]
+
+
+def normalise(text):
+    """``text`` without trailing spaces, and with timings, rates, dates, addresses and temporary paths replaced."""
+    lines = [line.rstrip() for line in text.strip("\n").split("\n")]
+    text = "\n".join(lines).strip()
+    for pattern, replacement in RUN_TO_RUN:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+# --- a chapter test's run of its page
+
+
+class PageRunHere:
+    """The blocks a page shows, run here in page order in one namespace (a module ``__main__``, as in a paste), with
+    two threads: ``names`` is that namespace at the end, ``outputs`` what each block printed; ``printed_by`` and
+    ``names_after`` give one section's output and the names as they were right after it."""
+
+    def __init__(self, page, threads=CHAPTER_TEST_THREADS):
+        import matplotlib.pyplot as plt
+        import torch
+
+        self.page = page
+        self.blocks = [block for block in execution.page_blocks(page) if block.shown]
+        module = types.ModuleType("__main__")
+        module.__dict__["__builtins__"] = builtins
+        saved_main, saved_threads = sys.modules.get("__main__"), torch.get_num_threads()
+        self.outputs, self.snapshots = [], []
+        started = time.perf_counter()
+        torch.set_num_threads(threads)
+        sys.modules["__main__"] = module  # dataclasses and pickle look their module up there
+        try:
+            for number, block in enumerate(self.blocks, start=1):
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    exec(compile(block.code, f"<docs/{page}.md, block {number}>", "exec"), module.__dict__)
+                self.outputs.append(out.getvalue())
+                self.snapshots.append(dict(module.__dict__))  # the names, not copies of the objects
+        finally:
+            sys.modules["__main__"] = saved_main
+            torch.set_num_threads(saved_threads)
+            plt.close("all")
+        execution.log_execution(page, "chapter test run", time.perf_counter() - started)
+        self.names = self._namespace(module.__dict__)
+        self.printed = "".join(self.outputs)
+
+    @staticmethod
+    def _namespace(names):
+        return types.SimpleNamespace(**{k: v for k, v in names.items() if not k.startswith("__")})
+
+    def _block_of(self, section, module):
+        code = snippet_sections(module or self.page)[section].strip()
+        found = [number for number, block in enumerate(self.blocks) if code in block.code]
+        assert len(found) == 1, f"section {section} is in {len(found)} of the blocks docs/{self.page}.md shows"
+        return found[0]
+
+    def printed_by(self, section, module=None):
+        """What the block showing ``section`` (of snippets/<page>.py, or of ``module``) printed."""
+        return self.outputs[self._block_of(section, module)]
+
+    def names_after(self, section, module=None):
+        """The page's names right after the block showing ``section`` (later blocks may rebind them)."""
+        return self._namespace(self.snapshots[self._block_of(section, module)])
+
+
+def chapter_of(module):
+    """'test_tensors' -> 'tensors': a chapter's test file is tests/test_<chapter>.py."""
+    return module.__name__.rpartition(".")[2].removeprefix("test_")
+
+
+@pytest.fixture(scope="module")
+def page_run(request):
+    """The chapter test's run of its page (tests/test_<page>.py): a PageRunHere."""
+    return PageRunHere(chapter_of(request.module))
+
+
+@pytest.fixture(scope="module")
+def page(page_run):
+    """The names the page's shown blocks define (the page's namespace after its last block)."""
+    return page_run.names
+
+
+@pytest.fixture(scope="module")
+def printed(page_run):
+    """Everything the page's shown blocks printed, in page order."""
+    return page_run.printed
+
+
+def test_the_page_prints_what_its_build_shows(page_run):
+    """Every chapter test file imports this test: each block printed here, with two threads, what the page's run
+    (site_tools/execution.py, one thread) printed and the built page shows, up to timings, dates and addresses."""
+    run = execution.page_run(page_run.page)
+    shown = [(block, stdout) for block, stdout, _ in execution.block_results(run) if block["shown"]]
+    assert [block["code"] for block, _ in shown] == [block.code for block in page_run.blocks]
+    problems = []
+    for number, ((block, stdout), here) in enumerate(zip(shown, page_run.outputs), start=1):
+        if normalise(here) != normalise(stdout):
+            head = block["code"].strip().splitlines()[0][:70]
+            problems.append(f"block {number} ({head}) printed here\n{here}\n--- the page's run printed ---\n{stdout}")
+    assert not problems, f"docs/{page_run.page}.md:\n" + "\n\n".join(problems)
+
+
+# --- sections of a module, read independently of pymdownx.snippets
+
 SECTION = re.compile(
     r"^(?P<indent>[ \t]*)# --8<-- \[start:(?P<name>[\w-]+)\]\n(?P<code>.*?)"
     r"^[ \t]*# --8<-- \[end:(?P=name)\]",  # the end may be indented further (ruff moves it into a function)
@@ -205,7 +400,8 @@ def snippet_sections(module):
 
 def run_section(module, name, after=()):
     """Run a section in a fresh namespace, as a reader pasting it into a new session, after the sections it
-    continues (their output discarded); return (its names, its stdout)."""
+    continues (their output discarded); return (its names, its stdout). For a test that needs a fresh state (the
+    page's own run is the ``page`` fixture)."""
     sections = snippet_sections(module)
     namespace = {"__name__": "__section__"}
     for earlier in after:
@@ -222,6 +418,8 @@ def run_section(module, name, after=()):
 
 def synthetic_digits(n, seed):
     """n images (uint8, n x 28 x 28) whose class is a 6x6 bright block at one of 10 places, and their labels."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 10
     images = torch.randint(0, 40, (n, 28, 28), generator=generator)
@@ -240,6 +438,8 @@ def write_idx(path, tensor, magic):
 
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
+    import torch
+
     root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -248,38 +448,3 @@ def mnist_root(tmp_path_factory):
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
     return root
-
-
-def run_examples(module):
-    """A chapter module's ``examples()``, run once in page order: the names they define and what they printed.
-
-    A test module defines its ``run`` fixture as ``run_examples(its module)``; ``page`` and ``printed`` read it."""
-    from types import SimpleNamespace
-
-    import matplotlib.pyplot as plt
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        names = module.examples()
-    plt.close("all")
-    return SimpleNamespace(**names), out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def page(run):
-    """The names the page's examples define."""
-    return run[0]
-
-
-@pytest.fixture(scope="module")
-def printed(run):
-    """Everything the page's examples printed."""
-    return run[1]
-
-
-def prints_nothing_on_import(module_name):
-    """True when ``import module_name`` in a fresh interpreter succeeds and prints nothing."""
-    result = subprocess.run(
-        [sys.executable, "-c", f"import {module_name}"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    return result.returncode == 0 and result.stdout == ""

@@ -16,10 +16,10 @@ from conftest import ROOT, page_html, run_section, snippet_sections  # noqa: E40
 SECTIONS = snippet_sections("autograd")
 # Sections that continue an earlier one on the page (they use its names); every other section stands alone.
 NEEDS = {
-    "graph": ["first_gradient"],
-    "gradcheck": ["custom_function"],
-    "rebind_pitfall": ["descent_step"],
-    "descent_loop": ["descent_step"],
+    "graph": ["first-gradient"],
+    "gradcheck": ["custom-function"],
+    "rebind-pitfall": ["descent-step"],
+    "descent-loop": ["descent-step"],
 }
 
 
@@ -53,7 +53,7 @@ def test_every_section_runs_in_a_fresh_session(name):
 
 
 def test_first_gradient_matches_the_hand_derived_derivative():
-    ns, out = run("first_gradient")
+    ns, out = run("first-gradient")
     x = 2.0
     assert ns["y"].item() == x**2 + 3 * x
     assert ns["x"].grad.item() == 2 * x + 3  # dy/dx = 2x + 3
@@ -75,7 +75,7 @@ def test_the_graph_is_add_of_pow_and_mul_ending_in_accumulate_grad():
 
 
 def test_gradient_of_a_sum_is_the_elementwise_derivative():
-    ns, _ = run("many_inputs")
+    ns, _ = run("many-inputs")
     xs = [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert ns["x"].grad.tolist() == [2 * x + 3 for x in xs]
 
@@ -87,7 +87,7 @@ def test_gradients_accumulate_across_backward_calls_until_reset():
 
 
 def test_micro_batch_gradients_add_up_to_the_full_batch_gradient():
-    ns, out = run("micro_batches")
+    ns, out = run("micro-batches")
     inputs, targets = ns["inputs"], ns["targets"]
     by_hand = -2 * inputs.T @ targets / len(targets)  # d/dw mean((Xw - t)²) = 2 Xᵀ(Xw - t) / N, at w = 0
     assert torch.allclose(ns["full_batch_grad"], by_hand, atol=1e-6)
@@ -96,7 +96,7 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient():
 
 
 def test_backward_on_a_non_scalar_needs_a_gradient_argument():
-    ns, out = run("non_scalar")
+    ns, out = run("non-scalar")
     lines = out.splitlines()
     assert lines[0] == "RuntimeError: grad can be implicitly created only for scalar outputs"
     assert lines[1] == "tensor([2., 4., 6.])"  # 2x with v = ones
@@ -104,7 +104,7 @@ def test_backward_on_a_non_scalar_needs_a_gradient_argument():
 
 
 def test_no_grad_inference_mode_and_detach():
-    ns, out = run("no_grad")
+    ns, out = run("no-grad")
     lines = out.splitlines()
     assert lines[0] == "False None"
     assert lines[1] == "False True"
@@ -143,7 +143,7 @@ def test_in_place_errors_at_once_on_a_leaf_and_at_backward_on_a_saved_value():
 
 
 def test_stable_softplus_values_and_gradient():
-    ns, out = run("custom_function")
+    ns, out = run("custom-function")
     y, x = ns["y"].detach(), ns["x"]
     assert out.splitlines()[0] == "tensor([0.0000, 0.6931,    inf])"  # the naive formula overflows
     # log(1 + e⁻¹⁰⁰) ≈ e⁻¹⁰⁰ = 3.7e-44: a float32 subnormal, spaced 1.4e-45 apart, so only roughly right
@@ -164,7 +164,7 @@ def test_gradcheck_passes_for_softplus_and_catches_the_wrong_backward():
 
 
 def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradients():
-    ns, out = run("descent_step")
+    ns, out = run("descent-step")
     inputs, targets, w, b = ns["inputs"], ns["targets"], ns["w"], ns["b"]
     # At w = b = 0: dL/dw = -2 mean(x·t), dL/db = -2 mean(t); w.grad and b.grad still hold them.
     assert w.grad.item() == pytest.approx((-2 * (inputs * targets).mean()).item(), rel=1e-5)
@@ -177,12 +177,12 @@ def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradient
 
 
 def test_rebinding_under_no_grad_loses_requires_grad():
-    _, out = run("rebind_pitfall")
+    _, out = run("rebind-pitfall")
     assert out.splitlines() == ["False", "True True"]
 
 
 def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it():
-    ns, out = run("descent_loop")
+    ns, out = run("descent-loop")
     losses = ns["losses"]
     assert all(later <= earlier + 1e-8 for earlier, later in zip(losses, losses[1:]))  # up to float32 rounding
     assert losses[-1] < 0.01 < losses[0]
@@ -194,7 +194,7 @@ def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it()
 
 
 def test_exercise_sigmoid_derivative():
-    ns, out = run("exercise_sigmoid")
+    ns, out = run("exercise-sigmoid")
     x = ns["x"].detach()
     s = 1 / (1 + torch.exp(-x))
     assert torch.allclose(ns["x"].grad, s * (1 - s), atol=1e-7)
@@ -202,7 +202,7 @@ def test_exercise_sigmoid_derivative():
 
 
 def test_exercise_straight_through_rounding():
-    ns, out = run("exercise_straight_through")
+    ns, out = run("exercise-straight-through")
     assert ns["y"].tolist() == [0.0, 2.0, -1.0]
     assert ns["x"].grad.tolist() == [1.0, 1.0, 1.0]
     assert out.splitlines()[0] == "tensor([0., 0., 0.])"  # torch.round's gradient
@@ -210,7 +210,7 @@ def test_exercise_straight_through_rounding():
 
 
 def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives():
-    ns, out = run("exercise_newton")
+    ns, out = run("exercise-newton")
     assert ns["x"].item() == pytest.approx(math.sqrt(1.5), abs=1e-6)
     first = out.splitlines()[0]  # at x = 2: f' = 4x³ - 6x = 20, f'' = 12x² - 6 = 42
     assert "f'(x) = 20.00000" in first and "f''(x) = 42.0000" in first
@@ -222,7 +222,7 @@ def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives():
 
 
 def test_exercise_quadratic_fit_reaches_least_squares():
-    ns, _ = run("exercise_quadratic")
+    ns, _ = run("exercise-quadratic")
     assert torch.allclose(ns["params"].detach(), ns["exact"], atol=1e-3)
     assert torch.allclose(ns["exact"], torch.tensor([0.5, -1.0, 2.0]), atol=0.1)
 

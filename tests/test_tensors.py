@@ -1,57 +1,40 @@
-"""The Tensors chapter: every claim docs/tensors.md makes about its sections' results."""
+"""The Tensors chapter: every claim docs/tensors.md makes about its sections' results.
+
+The tests read the page's blocks, run once here in page order (the ``page_run`` fixture of tests/conftest.py):
+``section(name)`` gives the names right after a section and what its block printed.
+"""
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, page_html, run_section, snippet_sections
-
-SECTIONS = snippet_sections("tensors")
+from conftest import page_html, run_section, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 
-def run(name):
-    """Run one section in a fresh namespace, as a reader pasting it into a new session; return (names, stdout)."""
-    return run_section("tensors", name)
+@pytest.fixture(scope="module")
+def section(page_run):
+    """section(name) -> (the page's names right after that section, what its block printed)."""
+    return lambda name: (vars(page_run.names_after(name)), page_run.printed_by(name))
 
 
-def test_the_module_runs_every_section_in_page_order():
-    import snippets.tensors
-
-    snippets.tensors.examples()
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.tensors"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""
-
-
-@pytest.mark.parametrize("name", sorted(SECTIONS))
-def test_every_section_runs_alone_in_a_fresh_session(name):
-    run(name)
-
-
-def test_create():
-    _, out = run("create")
+def test_create(section):
+    _, out = section("create")
     lines = out.splitlines()
     assert "tensor([0, 3, 6, 9])" in lines  # arange excludes the stop
     assert "tensor([0.0000, 0.2500, 0.5000, 0.7500, 1.0000])" in lines  # linspace includes both ends
     assert torch.ones(2, 3, dtype=torch.int64).dtype == torch.int64
 
 
-def test_random_is_reproducible_and_a_seeded_generator_repeats_the_seeded_global_stream():
-    ns, out = run("random")
-    assert run("random")[1] == out
+def test_random_is_reproducible_and_a_seeded_generator_repeats_the_seeded_global_stream(section):
+    ns, out = section("random")
+    assert run_section("tensors", "random")[1] == out  # a fresh session prints the same numbers
     torch.manual_seed(0)
     assert torch.equal(torch.rand(3, generator=torch.Generator().manual_seed(0)), torch.rand(2, 3)[0])
 
 
-def test_empty_has_the_shape_and_dtype_then_is_filled_and_deterministic_mode_is_restored():
-    ns, out = run("empty")
+def test_empty_has_the_shape_and_dtype_then_is_filled_and_deterministic_mode_is_restored(section):
+    ns, out = section("empty")
     assert ns["buffer"].shape == (2, 3) and ns["buffer"].dtype == torch.float32
     assert torch.all(ns["buffer"] == 0.5)
     assert torch.all(ns["scratch"].abs() <= 1)
@@ -59,8 +42,8 @@ def test_empty_has_the_shape_and_dtype_then_is_filled_and_deterministic_mode_is_
     assert not torch.are_deterministic_algorithms_enabled()
 
 
-def test_dtype_defaults_and_promotion():
-    _, out = run("dtypes")
+def test_dtype_defaults_and_promotion(section):
+    _, out = section("dtypes")
     table = {line.split(":")[0].strip(): line.split(":", 1)[1].strip() for line in out.splitlines()[1:]}
     assert table["from Python floats"] == "torch.float32"
     assert table["from Python ints"] == "torch.int64"
@@ -77,14 +60,14 @@ def test_dtype_defaults_and_promotion():
     assert out.splitlines()[0] == "torch.Size([2, 3]) 2 6 torch.float32 cpu"
 
 
-def test_float_equality_fails_but_isclose_holds():
-    ns, _ = run("float_equality")
+def test_float_equality_fails_but_isclose_holds(section):
+    ns, _ = section("float-equality")
     assert ns["total"].item() != 1.0
     assert torch.isclose(ns["total"], torch.tensor(1.0))
 
 
-def test_indexing_and_masks():
-    ns, _ = run("indexing")
+def test_indexing_and_masks(section):
+    ns, _ = section("indexing")
     x, y = ns["x"], ns["y"]
     assert x[1:, ::2].tolist() == [[4, 6], [8, 10]]
     assert x[ns["mask"]].tolist() == [0, 3, 6, 9]
@@ -93,69 +76,69 @@ def test_indexing_and_masks():
     assert x.max() == 11  # the clone protected x
 
 
-def test_a_view_shares_storage_and_advanced_indexing_copies():
-    ns, out = run("views")
+def test_a_view_shares_storage_and_advanced_indexing_copies(section):
+    ns, out = section("views")
     assert ns["same_memory"]
     assert ns["x"].tolist() == [100, 1, 2, 0, 0, 0]  # the writes through v reached x; the write to picked did not
     assert ns["picked"].tolist() == [-7, -7]
     assert "one storage: True" in out
 
 
-def test_contiguity_view_fails_and_reshape_copies_only_when_it_must():
-    ns, out = run("contiguity")
+def test_contiguity_view_fails_and_reshape_copies_only_when_it_must(section):
+    ns, out = section("contiguity")
     assert not ns["t"].is_contiguous() and ns["m"].is_contiguous()
     assert "view size is not compatible" in out
     assert ns["flat"].tolist() == [0, 3, 1, 4, 2, 5]
     assert "shares m's memory: False" in out and "m.reshape(6) shares: True" in out
 
 
-def test_squeeze_unsqueeze_permute_shapes():
-    ns, out = run("squeeze")
+def test_squeeze_unsqueeze_permute_shapes(section):
+    ns, out = section("squeeze")
     assert out.splitlines()[:3] == ["torch.Size([1, 3]) torch.Size([3, 1])"] * 2 + [
         "torch.Size([3]) torch.Size([3, 1])"
     ]
     assert ns["chw"].shape == (3, 28, 32) and not ns["chw"].is_contiguous()
-    _, out = run("squeeze_trap")
+    _, out = section("squeeze-trap")
     assert out.splitlines() == ["torch.Size([])", "torch.Size([1])"]
 
 
-def test_broadcasting_worked_example():
-    ns, _ = run("broadcasting")
+def test_broadcasting_worked_example(section):
+    ns, _ = section("broadcasting")
     assert ns["table"].shape == (3, 4)
     assert ns["table"].tolist() == [[10 * i + j for j in range(4)] for i in range(3)]
 
 
-def test_broadcasting_centres_every_feature():
-    ns, _ = run("broadcasting_center")
+def test_broadcasting_centres_every_feature(section):
+    ns, _ = section("broadcasting-center")
     assert ns["centered"].shape == (5, 3)
     assert torch.allclose(ns["centered"].mean(dim=0), torch.zeros(3), atol=1e-5)
     assert torch.allclose(ns["centered"][2], ns["data"][2] - ns["data"].mean(dim=0))
 
 
-def test_broadcasting_error_is_caught_and_printed_then_fixed():
-    ns, out = run("broadcasting_error")
+def test_broadcasting_error_is_caught_and_printed_then_fixed(section):
+    ns, out = section("broadcasting-error")
     message = "RuntimeError: The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 1"
     assert message in " ".join(out.split())  # the page wraps it
     assert (ns["a"] + ns["b"][:, None]).tolist() == [[11.0] * 3, [21.0] * 3]
 
 
-def test_broadcasting_trap_gives_every_pair():
-    ns, _ = run("broadcasting_trap")
+def test_broadcasting_trap_gives_every_pair(section):
+    ns, _ = section("broadcasting-trap")
     assert ns["difference"].shape == (3, 3)
     assert ns["wrong"].item() == pytest.approx(12 / 9)  # (i - j)² summed over all 9 pairs is 12
     assert ns["right"].item() == 0.0
 
 
-def test_math_in_place_and_out_of_place():
-    ns, out = run("math")
+def test_math_in_place_and_out_of_place(section):
+    ns, out = section("math")
     assert ns["same"] is ns["a"]
     assert ns["c"].tolist() == [2.0, 3.0, 4.0]
     assert ns["a"].tolist() == [4.0, 6.0, 8.0]  # ((1+1)·2 − 1) + 1 = 4, ...
     assert "tensor([1., 2., 2.])" in out  # clamp(max=2)
 
 
-def test_matmul_shapes_and_elementwise_product():
-    ns, out = run("matmul")
+def test_matmul_shapes_and_elementwise_product(section):
+    ns, out = section("matmul")
     A, B, v = ns["A"], ns["B"], ns["v"]
     assert (A @ B).shape == (2, 4) and (ns["batch"] @ B).shape == (10, 2, 4)
     assert (A @ v).tolist() == [-2.0, -2.0]  # row · (1, 0, -1)
@@ -164,8 +147,8 @@ def test_matmul_shapes_and_elementwise_product():
     assert "mat1 and mat2 shapes cannot be multiplied (2x3 and 2x3)" in out
 
 
-def test_reductions_with_dim_and_keepdim():
-    ns, out = run("reductions")
+def test_reductions_with_dim_and_keepdim(section):
+    ns, out = section("reductions")
     scores = ns["scores"]
     assert scores.sum(dim=0).tolist() == [5.0, 5.0, 8.0]
     assert scores.sum(dim=1).tolist() == [8.0, 10.0]
@@ -175,14 +158,14 @@ def test_reductions_with_dim_and_keepdim():
     assert "mean(): could not infer output dtype" in out
 
 
-def test_forgetting_keepdim_divides_the_wrong_axis():
-    ns, _ = run("keepdim_trap")
+def test_forgetting_keepdim_divides_the_wrong_axis(section):
+    ns, _ = section("keepdim-trap")
     assert ns["wrong"].sum(dim=1).tolist() == [0.625, 1.25]
     assert ns["right"].sum(dim=1).tolist() == [1.0, 1.0]
 
 
-def test_numpy_bridge_shares_memory_and_torch_tensor_copies():
-    ns, out = run("numpy")
+def test_numpy_bridge_shares_memory_and_torch_tensor_copies(section):
+    ns, out = section("numpy")
     array, shared, back, copied = ns["array"], ns["shared"], ns["back"], ns["copied"]
     assert array.tolist() == [1.0, 2.0, 3.0] and shared.tolist() == [1.0, 2.0, 3.0]
     assert np.shares_memory(array, back) and shared.data_ptr() == array.ctypes.data
@@ -191,8 +174,8 @@ def test_numpy_bridge_shares_memory_and_torch_tensor_copies():
     assert "Use tensor.detach().numpy() instead." in " ".join(out.split())
 
 
-def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable():
-    ns, out = run("device")
+def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable(section):
+    ns, out = section("device")
     accelerator = torch.accelerator.current_accelerator(check_available=True)
     if torch.accelerator.is_available():
         assert accelerator is not None and ns["device"] == accelerator
@@ -204,8 +187,8 @@ def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable():
     )
 
 
-def test_exercise_distances_match_a_loop():
-    ns, _ = run("exercise_distances")
+def test_exercise_distances_match_a_loop(section):
+    ns, _ = section("exercise-distances")
     points, distances = ns["points"], ns["distances"]
     for i in range(len(points)):
         for j in range(len(points)):
@@ -216,23 +199,23 @@ def test_exercise_distances_match_a_loop():
     assert torch.all(distances.diagonal() == 0)  # the clone kept the original intact
 
 
-def test_exercise_one_hot_and_accuracy():
-    ns, _ = run("exercise_one_hot")
+def test_exercise_one_hot_and_accuracy(section):
+    ns, _ = section("exercise-one-hot")
     assert torch.equal(ns["one_hot"], torch.nn.functional.one_hot(ns["labels"], 3).float())
     assert ns["predictions"].tolist() == [2, 0, 0, 2, 1]
     assert ns["accuracy"].item() == pytest.approx(4 / 5)
 
 
-def test_exercise_images_layout_and_scale():
-    ns, out = run("exercise_images")
+def test_exercise_images_layout_and_scale(section):
+    ns, out = section("exercise-images")
     batch, images = ns["batch"], ns["images"]
     assert batch.shape == (4, 3, 28, 28) and batch.dtype == torch.float32
     assert torch.allclose(batch * 255, torch.from_numpy(images).permute(0, 3, 1, 2).float(), atol=1e-4)
     assert out.splitlines()[1:] == ["True", "False True"]
 
 
-def test_exercise_softmax_is_stable_and_correct():
-    ns, _ = run("exercise_softmax")
+def test_exercise_softmax_is_stable_and_correct(section):
+    ns, _ = section("exercise-softmax")
     assert torch.isnan(ns["naive"][1]).all()
     result = ns["softmax_rows"](ns["logits"])
     assert not torch.isnan(result).any()

@@ -1,8 +1,7 @@
 """What docs/cnn.md shows from its recorded run (docs/records/cnn.json): hidden page blocks, not reader code."""
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:record]
     import statistics
 
@@ -157,4 +156,3 @@ def page_results():
     )
     ax.legend()
     # --8<-- [end:transfer]
-    return locals()

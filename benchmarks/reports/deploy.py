@@ -1,8 +1,7 @@
 """What docs/deploy.md shows from its recorded run (docs/records/deploy.json): hidden page blocks."""
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:latency]
     from site_tools.records import RecordedText, describe_cpu_run, read_record
 
@@ -33,4 +32,3 @@ def page_results():
         out(f"{name:32} {size / 1024:5.0f} KiB")
     print(out)
     # --8<-- [end:latency]
-    return locals()

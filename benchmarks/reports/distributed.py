@@ -1,8 +1,7 @@
 """What docs/distributed.md shows from its recorded run (docs/records/distributed.json): hidden page blocks."""
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:crash]
     from site_tools.records import RecordedText, describe_cpu_run, read_record
 
@@ -61,4 +60,3 @@ def page_results():
         )
     print(dist_out)
     # --8<-- [end:exit-aborts]
-    return locals()

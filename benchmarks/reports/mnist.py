@@ -5,9 +5,8 @@ it comes from, and draws figures that the page's render block then shows. Kept a
 the record, so that changing how a result is shown does not make the record stale.
 """
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:record]
     from site_tools.records import RecordedText, describe_cpu_run, read_record
 
@@ -177,4 +176,3 @@ def page_results():
     )
     print(out)
     # --8<-- [end:further-results]
-    return locals()

@@ -1,8 +1,7 @@
 """What docs/practice.md shows from its recorded run (docs/records/practice.json): hidden page blocks."""
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:profile]
     from site_tools.records import RecordedText, describe, read_record
 
@@ -17,4 +16,3 @@ def page_results():
         out(f"{event['name'][:56]:56} {event['share']:6.1%} {event['calls']:5}")
     print(out)
     # --8<-- [end:profile]
-    return locals()

@@ -1,8 +1,7 @@
 """What docs/sequences.md shows from its recorded run (docs/records/sequences.json): hidden page blocks."""
 
-
-def page_results():
-    """Every section in page order (the page runs them one by one; tests run them all)."""
+# The hidden blocks of the page, in page order (the page's run executes them as blocks).
+if __name__ == "__main__":
     # --8<-- [start:record]
     import statistics
 
@@ -86,4 +85,3 @@ def page_results():
                 out(line[start : start + 84])
     print(out)
     # --8<-- [end:language]
-    return locals()

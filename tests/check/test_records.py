@@ -16,7 +16,9 @@ BENCHMARK = "benchmarks/practice.py"  # a real benchmark module: a record's prod
 
 def test_a_record_round_trips_with_provenance(tmp_path):
     producers = [records.ROOT / BENCHMARK, records.ROOT / "snippets" / "practice.py"]
-    path = records.write_record("demo", {"accuracy": 0.98}, producers, "cpu", command="python -m x", records_dir=tmp_path)
+    path = records.write_record(
+        "demo", {"accuracy": 0.98}, producers, "cpu", command="python -m x", records_dir=tmp_path
+    )
     record = records.read_record("demo", records_dir=tmp_path)
     assert record["metrics"] == {"accuracy": 0.98}
     prov = record["provenance"]
@@ -102,7 +104,11 @@ def comments_and_docstrings_edited(text):
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 edits.append((first.lineno, first.col_offset, first.end_lineno, first.end_col_offset, '"""Edited."""'))
     for line, col, end_line, end_col, replacement in sorted(edits, reverse=True):
         head, tail = lines[line - 1][:col], lines[end_line - 1][end_col:]
@@ -137,7 +143,9 @@ def test_editing_only_comments_and_docstrings_keeps_every_record_fresh():
 
 def test_a_changed_line_in_a_used_function_makes_exactly_the_records_that_use_it_stale():
     sources = producer_sources()
-    using_fit = {name for name in RECORDS if "snippets/mnist.py:fit" in records.read_record(name)["provenance"]["hashed"]}
+    using_fit = {
+        name for name in RECORDS if "snippets/mnist.py:fit" in records.read_record(name)["provenance"]["hashed"]
+    }
     assert using_fit == {"mnist", "cnn", "sequences"}
     changed = {"snippets/mnist.py": with_line_added(sources["snippets/mnist.py"], "fit")}
     assert stale_records(changed) == using_fit

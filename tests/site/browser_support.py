@@ -1,4 +1,5 @@
-"""Helpers of tests/test_browser.py: the nav, a local static server, headless Chromium, axe-core, a link crawler.
+"""Helpers of the browser tests (tests/site/test_browser_*.py): the nav, a local static server, headless Chromium,
+axe-core, a link crawler.
 
 Nothing here reaches the network: the server listens on 127.0.0.1, Chromium resolves no host name, and axe-core
 comes from the npm registry once, into the git-ignored build/node/.

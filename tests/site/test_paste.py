@@ -1,46 +1,29 @@
 """A reader can paste a page: its shown code blocks, taken from the built HTML in page order (what the copy button
 copies), run in one fresh interpreter without this repository's packages, print what the page shows under each.
 
-Blocks the page shows but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left
-out, as the build leaves them out. Outputs are compared after normalising only what changes from run to run:
-timings, dates, memory addresses and temporary paths. The Zensical build runs the pages with two threads, the MkDocs
-build and this test with one: test_zensical_shows_the_same_blocks_and_outputs fails on an output that depends on the
-thread count.
-
-A chapter's blocks are run once for this test and tests/site/test_notebooks.py: its notebook, whose code cells must
-be exactly the blocks the page shows and runs, in order, is run in a fresh kernel, and what each cell printed is
-compared here (the kernel, like paste_driver.py, cannot import this repository's packages). The other pages' blocks
-are run by paste_driver.py.
+That run is the page's run (site_tools/execution.py): both builders render it, and a chapter's notebook holds exactly
+those blocks (tests/check/test_notebooks.py), so the notebook's run is that run too. This test reads the built HTML
+back and checks that it shows exactly the blocks the run ran, in order, with what each printed. Blocks the page shows
+but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left out, as the run leaves
+them out. The chapter tests run the same blocks again with two threads and compare what they print
+(conftest.test_the_page_prints_what_its_build_shows): an output that depends on the thread count fails there.
 """
 
 import ast
-import json
-import os
 import re
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
 
 import pytest
 from bs4 import BeautifulSoup, Comment
-from conftest import CHAPTERS, ROOT, page_html, site_built_by
-from test_notebooks import executed_notebooks
+from conftest import ROOT, normalise, page_html, site_built_by
 
-import site_tools.notebooks as notebooks
+from site_tools import execution
 
-DRIVER = ROOT / "tests" / "site" / "paste_driver.py"
 PAGES = [path.stem for path in sorted((ROOT / "docs").glob("*.md"))]
 CODE_CLASSES = {"language-python", "language-py", "language-python3"}
 SKIP = re.compile(r"pytest\.mark\.skip(?:if)?\(.*reason=(?P<q>[\"'])(?P<reason>.+?)(?P=q)")
-RUN_TO_RUN = [  # (pattern, replacement): what may differ between two runs of the same code on the same machine
-    # (with the spaces that align them in a column: their width changes with the number)
-    (re.compile(r"[ \t]*\b\d[\d,]*(?:\.\d+)? (?:items|images|samples|batches)/s\b"), " <rate>"),
-    (re.compile(r"[ \t]*\b\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)? ?(?:ms|µs|us|ns|s|seconds?)\b"), " <time>"),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][\d:.+]+Z?)?"), "<date>"),
-    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
-    (re.compile(r"/tmp/[\w./-]+|/var/folders/[\w./-]+"), "<temporary path>"),
-]
 
 
 @dataclass
@@ -76,112 +59,31 @@ def shown_blocks(html):
     return blocks
 
 
-def normalise(text):
-    lines = [line.rstrip() for line in text.strip("\n").split("\n")]
-    text = "\n".join(lines).strip()
-    for pattern, replacement in RUN_TO_RUN:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def paste(blocks, folder):
-    """Run the code of ``blocks`` in one fresh interpreter in ``folder``; return what each printed and raised."""
-    (folder / "blocks.json").write_text(json.dumps([block.code for block in blocks]), encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
-    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    result = subprocess.run(
-        [sys.executable, "-I", str(DRIVER), "blocks.json", "results.json", str(ROOT)],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
-
-
-def notebook_results(notebook, runnable):
-    """What each block printed, read from a chapter's notebook run top to bottom in a fresh kernel, when the
-    notebook's code cells (after its setup cell, without the cells it does not run) are exactly the blocks the page
-    shows and runs, in page order; otherwise None. A kernel is a fresh interpreter: running the notebook is pasting
-    the page, and runs each chapter's code once for both tests."""
-    cells = [cell for cell in notebook.cells[2:] if cell.cell_type == "code"]
-    cells = [cell for cell in cells if notebooks.SKIP_TAG not in cell.metadata.get("tags", [])]
-    if [cell.source.strip() for cell in cells] != [block.code.strip() for block in runnable]:
-        return None
-    return [
-        {"stdout": "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout"), "error": None}
-        for cell in cells
-    ]
-
-
-@pytest.fixture(scope="module")
-def pasted(mkdocs_site, tmp_path_factory):
-    """Every page's runnable blocks, pasted: {page: (blocks shown, blocks run, results, how)}. A chapter's results
-    come from its notebook's run when the notebook holds exactly those blocks; the other pages' blocks are run by
-    paste_driver.py, two pages at a time (each interpreter uses one core)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    executed = executed_notebooks(tmp_path_factory)
-    shown = {page: shown_blocks(page_html(mkdocs_site, page)) for page in PAGES}
-    runnable = {page: [block for block in blocks if block.skip_reason is None] for page, blocks in shown.items()}
-    results, to_paste = {}, []
-    for page in PAGES:
-        run = executed.get(page)
-        if isinstance(run, Exception):
-            results[page] = run
-        elif run is not None and (from_notebook := notebook_results(run[0], runnable[page])) is not None:
-            results[page] = (shown[page], runnable[page], from_notebook, "its notebook's run")
-        elif runnable[page]:
-            to_paste.append(page)
-        else:
-            results[page] = (shown[page], [], [], "nothing to run")
-    # made here, not in the threads: the first mktemp of a worker creates its base folder, and two at once race
-    folders = {page: tmp_path_factory.mktemp(page) for page in to_paste}
-
-    def run(page):
-        try:
-            return page, (shown[page], runnable[page], paste(runnable[page], folders[page]), "paste_driver.py")
-        except Exception as error:  # noqa: BLE001 - reported by that page's test
-            return page, error
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results.update(pool.map(run, to_paste))
-    return results
-
-
 @pytest.mark.parametrize("page", PAGES)
-def test_a_reader_can_paste_the_page(pasted, page):
-    if isinstance(pasted[page], Exception):
-        raise pasted[page]
-    blocks, runnable, results, how = pasted[page]
+def test_a_reader_can_paste_the_page(mkdocs_site, page):
+    runnable = [block for block in shown_blocks(page_html(mkdocs_site, page)) if block.skip_reason is None]
+    ran = []
+    if page in execution.executed_pages():
+        ran = [result for result in execution.block_results(execution.page_run(page)) if result[0]["shown"]]
+    assert [block.code.strip() for block in runnable] == [b["code"].strip() for b, _, _ in ran], (
+        f"{page}: the page shows other blocks than its run ran"
+    )
     problems = []
-    for number, (block, result) in enumerate(zip(runnable, results), start=1):
+    for number, (block, (_, stdout, error)) in enumerate(zip(runnable, ran), start=1):
         head = block.code.strip().splitlines()[0][:70]
-        if result["error"]:
-            problems.append(f"block {number} ({head}) raised:\n{result['error']}")
+        if error:
+            problems.append(f"block {number} ({head}) raised:\n{error}")
             break  # the later blocks depend on it
         shown = normalise(block.output) if block.output is not None else ""
-        printed = normalise(result["stdout"])
-        if printed != shown:
-            problems.append(f"block {number} ({head}) printed\n{printed}\n--- but the page shows ---\n{shown}")
-    assert not problems, f"{page} ({len(runnable)} blocks run by {how}): " + "\n\n".join(problems)
-
-
-def test_every_chapter_is_pasted_by_running_its_notebook(pasted):
-    """Each chapter's code runs once for both tests: its notebook holds exactly the blocks its page shows and runs."""
-    for page in CHAPTERS:
-        if isinstance(pasted[page], Exception):
-            raise pasted[page]
-    assert {page: pasted[page][3] for page in CHAPTERS} == dict.fromkeys(CHAPTERS, "its notebook's run")
+        if normalise(stdout) != shown:
+            problems.append(f"block {number} ({head}) printed\n{normalise(stdout)}\n--- the page shows ---\n{shown}")
+    assert not problems, f"{page} ({len(runnable)} blocks):\n" + "\n\n".join(problems)
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_zensical_shows_the_same_blocks_and_outputs(mkdocs_site, page):
-    """The paste test reads the MkDocs build; the Zensical build shows the same code and the same outputs (up to
-    run-to-run noise), so what a reader pastes from either site behaves the same. Zensical's build runs the code with
-    two threads and MkDocs's with one, so this also fails on an output that depends on the thread count."""
+    """The paste test reads the MkDocs build; the Zensical build shows the same code and the same outputs, so what a
+    reader pastes from either site behaves the same."""
     zensical = site_built_by("zensical")
 
     def seen(site):

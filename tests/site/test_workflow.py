@@ -81,6 +81,24 @@ def test_workflow_tests_builds_and_deploys_from_main():
     assert deploy["steps"][0]["uses"].startswith("actions/deploy-pages")
 
 
+def test_the_workflow_publishes_the_notebooks_to_the_branch_colab_opens():
+    """Notebooks are generated, never committed: the build uploads them, a job on main pushes them to the branch
+    that mkdocs.yml's Colab links name."""
+    from conftest import site_config
+
+    branch = site_config()["extra"]["notebooks"]["branch"]
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    uploads = [
+        step for step in workflow["jobs"]["test-and-build"]["steps"] if "upload-artifact" in step.get("uses", "")
+    ]
+    assert [step["with"]["path"] for step in uploads] == ["docs/notebooks/*.ipynb"]
+    job = workflow["jobs"]["notebooks-for-colab"]
+    assert job["needs"] == "test-and-build" and "refs/heads/main" in job["if"]
+    assert job["permissions"] == {"contents": "write"}
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    assert f"git init -q -b {branch}" in script and script.rstrip().endswith(f'.git" {branch}')
+
+
 def test_a_weekly_job_tests_the_newest_torch_and_publishes_nothing():
     workflow = yaml.safe_load(NEWEST.read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
