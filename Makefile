@@ -48,7 +48,7 @@ test: install browser-deps  ## every check: make check, the pages' runs, tests, 
 	$(call PHASE,page runs)
 	$(MAKE) --no-print-directory pages
 	$(call PHASE,tests and builds)
-	$(PYTEST) -n 2 --dist loadgroup --codeblocks tests README.md CONTRIBUTING.md docs --ignore tests/check
+	$(PYTEST) -n 2 --dist loadscope --codeblocks tests README.md CONTRIBUTING.md docs --ignore tests/check
 	$(call PHASE,done)
 
 # One chapter end to end: make check, its page's run, its tests (and its benchmark's), its page in both builds (the
@@ -58,14 +58,14 @@ test-chapter: install browser-deps  ## one chapter end to end, timed: make test-
 	@test -n "$(NAME)" -a -f "docs/$(NAME).md" || { echo "usage: make test-chapter NAME=<a page in docs/>"; exit 2; }
 	@start=$$(date +%s%N); \
 	$(MAKE) --no-print-directory check && $(BIN)/python -m site_tools.execution $(NAME) && \
-	GUIDE_ONLY_PAGES=$(NAME) $(PYTEST) -n 2 --dist loadgroup --codeblocks tests docs/$(NAME).md --ignore tests/check; \
+	GUIDE_ONLY_PAGES=$(NAME) $(PYTEST) -n 2 --dist loadscope --codeblocks tests docs/$(NAME).md --ignore tests/check; \
 	status=$$?; \
 	awk "BEGIN { printf \"make test-chapter NAME=$(NAME): %.1f s\\n\", ($$(date +%s%N) - $$start) / 1e9 }"; \
 	exit $$status
 
-new-chapter:  ## the three files of a new chapter, from site_tools/chapter_template/: make new-chapter NAME=<name>
-	@test -n "$(NAME)" || { echo "usage: make new-chapter NAME=<name>"; exit 2; }
-	$(BIN)/python -m site_tools.new_chapter $(NAME)
+new-chapter: install  ## a new chapter's three files, from site_tools/chapter_template/: NAME=x [TITLE=..] [SECTION=..]
+	@test -n "$(NAME)" || { echo "usage: make new-chapter NAME=<name> [TITLE=<title>] [SECTION=<nav section>]"; exit 2; }
+	$(BIN)/python -m site_tools.new_chapter "$(NAME)" $(if $(TITLE),--title "$(TITLE)") $(if $(SECTION),--section "$(SECTION)")
 
 screenshots: install browser-deps notebooks  ## full-page screenshots of every page, both builds, into build/browser-report/screens/
 	GUIDE_SCREENSHOTS=1 $(PYTEST) tests/site/test_browser_pages.py -k page_loads

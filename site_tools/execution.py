@@ -131,11 +131,12 @@ def page_blocks(page, text=None):
 @functools.cache
 def environment():
     """What every page's output depends on besides its code and the files it reads."""
+    import site
     from importlib import metadata
 
-    distributions = sorted(
-        {f"{d.metadata['Name']}=={d.version}".lower() for d in metadata.distributions() if d.metadata["Name"]}
-    )
+    # the installed ones (not a project's *.egg-info that the current folder happens to hold)
+    installed = metadata.distributions(path=site.getsitepackages())
+    distributions = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in installed if d.metadata["Name"]})
     return {
         "python": sys.version,
         "platform": platform.platform(),

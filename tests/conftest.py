@@ -37,6 +37,9 @@ BUILD_ENV = {"NO_MKDOCS_2_WARNING": "1"}
 # Where the tests build the site: build/ (another folder inside the repository lets two test runs build side by side).
 BUILDS = ROOT / os.environ.get("GUIDE_BUILDS_DIR", "build")
 CHAPTER_TEST_THREADS = 2  # the page's own run uses execution.THREADS (1)
+# The browser tests' fixtures (one served site, one Chromium and one visit of each page per build), shared by the
+# browser test files of tests/site/.
+pytest_plugins = ["browser_visit"]
 
 
 def site_config():
@@ -76,7 +79,7 @@ class SummaryLines:
     file in build/test-summary/, and the main process prints them all (a worker's own terminal summary is not
     shown)."""
 
-    folder = ROOT / "build" / "test-summary"
+    folder = BUILDS / "test-summary"
 
     def __init__(self, section):
         self.section = section
@@ -138,21 +141,38 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Group the tests for `--dist loadgroup`: a test file's tests in one worker (their module fixtures are computed
-    once), and the browser checks of one build in one worker (one browser visit of each page); with
-    GUIDE_ONLY_PAGES (make test-chapter), keep only what concerns those pages."""
+    """With GUIDE_ONLY_PAGES (make test-chapter), keep only what concerns those pages."""
     if ONLY_PAGES:
         kept = [item for item in items if _concerns_only_pages(item)]
         deselected = [item for item in items if item not in kept]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = kept
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        builder = getattr(getattr(item, "callspec", None), "params", {}).get("builder")
-        group = f"browser-{builder}" if "browser" in item.path.name and builder else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def work_unit(nodeid):
+    """The xdist work unit of a test: its file, except that the browser tests of one build are one unit (each page
+    is visited once per build)."""
+    path = nodeid.split("::", 1)[0]
+    if Path(path).name.startswith("test_browser_"):
+        params = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
+        return "browser-" + next((builder for builder in BUILDERS if builder in params), "any")
+    return path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadscope` with the work units of ``work_unit``: a test file's tests in one worker (their module
+    fixtures are computed once), the browser tests of one build in one worker. (pytest-xdist's `loadgroup` would do
+    this with marks, but its marks are lost with pytest 9.2: pytest-xdist#1386.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFileAndBuild(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return work_unit(nodeid)
+
+    return ByFileAndBuild(config, log)
 
 
 PAGE_PARAMETERS = ("page", "doc", "chapter")
@@ -411,6 +431,19 @@ def run_section(module, name, after=()):
     with contextlib.redirect_stdout(out):
         exec(compile(sections[name], f"snippets/{module}.py:{name}", "exec"), namespace)
     return namespace, out.getvalue()
+
+
+def run_sections(module, names):
+    """Run sections one after another in one fresh namespace (a report's hidden blocks, as the page runs them);
+    return (the namespace at the end, [what each section printed])."""
+    sections = snippet_sections(module)
+    namespace, outputs = {"__name__": "__section__"}, []
+    for name in names:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(sections[name], f"{module}:{name}", "exec"), namespace)
+        outputs.append(out.getvalue())
+    return namespace, outputs
 
 
 # --- a tiny MNIST in the real format: the chapters' and benchmarks' tests never need the real data

@@ -1,67 +1,33 @@
-"""The Autograd chapter: gradients against hand-derived values, gradcheck, and the claims of docs/autograd.md."""
+"""The Autograd chapter: gradients against hand-derived values, gradcheck, and the claims of docs/autograd.md.
+
+The tests read the page's blocks, run once here in page order (the ``page_run`` fixture of tests/conftest.py):
+``section(name)`` gives the names right after a section and what its block printed.
+"""
 
 import math
 import re
-import subprocess
-import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from conftest import ROOT, page_html, run_section, snippet_sections  # noqa: E402
-
-SECTIONS = snippet_sections("autograd")
-# Sections that continue an earlier one on the page (they use its names); every other section stands alone.
-NEEDS = {
-    "graph": ["first-gradient"],
-    "gradcheck": ["custom-function"],
-    "rebind-pitfall": ["descent-step"],
-    "descent-loop": ["descent-step"],
-}
+import pytest
+import torch
+from conftest import page_html, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 
-def run(name):
-    """Run a section after the sections it continues, in a fresh namespace; return (names, its stdout)."""
-    return run_section("autograd", name, NEEDS.get(name, []))
+@pytest.fixture(scope="module")
+def section(page_run):
+    """section(name) -> (the page's names right after that section, what its block printed)."""
+    return lambda name: (vars(page_run.names_after(name)), page_run.printed_by(name))
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
-def test_the_module_runs_every_section_in_page_order():
-    import snippets.autograd
-
-    snippets.autograd.examples()
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.autograd"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""
-
-
-@pytest.mark.parametrize("name", sorted(SECTIONS))
-def test_every_section_runs_in_a_fresh_session(name):
-    run(name)
-
-
-def test_first_gradient_matches_the_hand_derived_derivative():
-    ns, out = run("first-gradient")
+def test_first_gradient_matches_the_hand_derived_derivative(section):
+    ns, out = section("first-gradient")
     x = 2.0
     assert ns["y"].item() == x**2 + 3 * x
     assert ns["x"].grad.item() == 2 * x + 3  # dy/dx = 2x + 3
     assert out.splitlines() == ["tensor(10., grad_fn=<AddBackward0>)", "tensor(7.)"]
 
 
-def test_the_graph_is_add_of_pow_and_mul_ending_in_accumulate_grad():
-    ns, out = run("graph")
+def test_the_graph_is_add_of_pow_and_mul_ending_in_accumulate_grad(section):
+    ns, out = section("graph")
     assert out.splitlines() == [
         "AddBackward0",
         "['PowBackward0', 'MulBackward0']",
@@ -74,20 +40,20 @@ def test_the_graph_is_add_of_pow_and_mul_ending_in_accumulate_grad():
     ]
 
 
-def test_gradient_of_a_sum_is_the_elementwise_derivative():
-    ns, _ = run("many-inputs")
+def test_gradient_of_a_sum_is_the_elementwise_derivative(section):
+    ns, _ = section("many-inputs")
     xs = [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert ns["x"].grad.tolist() == [2 * x + 3 for x in xs]
 
 
-def test_gradients_accumulate_across_backward_calls_until_reset():
-    _, out = run("accumulation")
+def test_gradients_accumulate_across_backward_calls_until_reset(section):
+    _, out = section("accumulation")
     values = [float(line.rsplit("=", 1)[1]) for line in out.splitlines()]
     assert values == [7.0, 14.0, 7.0]
 
 
-def test_micro_batch_gradients_add_up_to_the_full_batch_gradient():
-    ns, out = run("micro-batches")
+def test_micro_batch_gradients_add_up_to_the_full_batch_gradient(section):
+    ns, out = section("micro-batches")
     inputs, targets = ns["inputs"], ns["targets"]
     by_hand = -2 * inputs.T @ targets / len(targets)  # d/dw mean((Xw - t)²) = 2 Xᵀ(Xw - t) / N, at w = 0
     assert torch.allclose(ns["full_batch_grad"], by_hand, atol=1e-6)
@@ -95,16 +61,16 @@ def test_micro_batch_gradients_add_up_to_the_full_batch_gradient():
     assert out.splitlines()[-1] == "True"
 
 
-def test_backward_on_a_non_scalar_needs_a_gradient_argument():
-    ns, out = run("non-scalar")
+def test_backward_on_a_non_scalar_needs_a_gradient_argument(section):
+    ns, out = section("non-scalar")
     lines = out.splitlines()
     assert lines[0] == "RuntimeError: grad can be implicitly created only for scalar outputs"
     assert lines[1] == "tensor([2., 4., 6.])"  # 2x with v = ones
     assert ns["x"].grad.tolist() == [0.0, 4.0, 0.0]  # only y[1] = x[1]² counted: 2 · 2
 
 
-def test_no_grad_inference_mode_and_detach():
-    ns, out = run("no-grad")
+def test_no_grad_inference_mode_and_detach(section):
+    ns, out = section("no-grad")
     lines = out.splitlines()
     assert lines[0] == "False None"
     assert lines[1] == "False True"
@@ -125,16 +91,16 @@ def test_a_second_backward_fails_only_when_the_graph_saved_tensors():
         y.backward()
 
 
-def test_leaf_gradients_and_retain_grad():
-    ns, out = run("leaf")
+def test_leaf_gradients_and_retain_grad(section):
+    ns, out = section("leaf")
     x = 3.0  # out = (2x)², d(out)/dh = 2h, d(out)/dx = 8x
     assert ns["h"].grad.item() == 2 * (2 * x)
     assert ns["x"].grad.item() == 8 * x
     assert out.splitlines()[0] == "True False False"
 
 
-def test_in_place_errors_at_once_on_a_leaf_and_at_backward_on_a_saved_value():
-    ns, out = run("inplace")
+def test_in_place_errors_at_once_on_a_leaf_and_at_backward_on_a_saved_value(section):
+    ns, out = section("inplace")
     text = " ".join(out.split())  # the page wraps long messages
     assert text.startswith("RuntimeError: a leaf Variable that requires grad is being used in an in-place operation.")
     assert ns["w"].tolist() == [2.0, 3.0]  # the no_grad update happened, once
@@ -142,8 +108,8 @@ def test_in_place_errors_at_once_on_a_leaf_and_at_backward_on_a_saved_value():
     assert "Hint:" not in text
 
 
-def test_stable_softplus_values_and_gradient():
-    ns, out = run("custom-function")
+def test_stable_softplus_values_and_gradient(section):
+    ns, out = section("custom-function")
     y, x = ns["y"].detach(), ns["x"]
     assert out.splitlines()[0] == "tensor([0.0000, 0.6931,    inf])"  # the naive formula overflows
     # log(1 + e⁻¹⁰⁰) ≈ e⁻¹⁰⁰ = 3.7e-44: a float32 subnormal, spaced 1.4e-45 apart, so only roughly right
@@ -155,16 +121,16 @@ def test_stable_softplus_values_and_gradient():
     assert torch.allclose(ns["softplus"](grid), torch.nn.functional.softplus(grid), atol=1e-6)
 
 
-def test_gradcheck_passes_for_softplus_and_catches_the_wrong_backward():
-    ns, out = run("gradcheck")
+def test_gradcheck_passes_for_softplus_and_catches_the_wrong_backward(section):
+    ns, out = section("gradcheck")
     assert out.splitlines() == ["True", "False"]
     x = torch.linspace(-40, 40, 33, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ns["softplus"], (x,))
     assert not torch.autograd.gradcheck(ns["WrongSoftplus"].apply, (x,), raise_exception=False)
 
 
-def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradients():
-    ns, out = run("descent-step")
+def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradients(section):
+    ns, out = section("descent-step")
     inputs, targets, w, b = ns["inputs"], ns["targets"], ns["w"], ns["b"]
     # At w = b = 0: dL/dw = -2 mean(x·t), dL/db = -2 mean(t); w.grad and b.grad still hold them.
     assert w.grad.item() == pytest.approx((-2 * (inputs * targets).mean()).item(), rel=1e-5)
@@ -176,13 +142,13 @@ def test_one_step_of_gradient_descent_lowers_the_loss_with_hand_derived_gradient
     assert ns["mse_loss"](w, b).item() < ns["loss"].item()
 
 
-def test_rebinding_under_no_grad_loses_requires_grad():
-    _, out = run("rebind-pitfall")
+def test_rebinding_under_no_grad_loses_requires_grad(section):
+    _, out = section("rebind-pitfall")
     assert out.splitlines() == ["False", "True True"]
 
 
-def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it():
-    ns, out = run("descent-loop")
+def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it(section):
+    ns, out = section("descent-loop")
     losses = ns["losses"]
     assert all(later <= earlier + 1e-8 for earlier, later in zip(losses, losses[1:]))  # up to float32 rounding
     assert losses[-1] < 0.01 < losses[0]
@@ -193,24 +159,24 @@ def test_descent_loop_decreases_the_loss_to_the_least_squares_fit_and_draws_it()
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel() and len(ax.lines[0].get_ydata()) == 25
 
 
-def test_exercise_sigmoid_derivative():
-    ns, out = run("exercise-sigmoid")
+def test_exercise_sigmoid_derivative(section):
+    ns, out = section("exercise-sigmoid")
     x = ns["x"].detach()
     s = 1 / (1 + torch.exp(-x))
     assert torch.allclose(ns["x"].grad, s * (1 - s), atol=1e-7)
     assert out.splitlines() == ["True", "largest slope: 0.2500 at x = 0.0", "slope at x = 6: 0.0025"]
 
 
-def test_exercise_straight_through_rounding():
-    ns, out = run("exercise-straight-through")
+def test_exercise_straight_through_rounding(section):
+    ns, out = section("exercise-straight-through")
     assert ns["y"].tolist() == [0.0, 2.0, -1.0]
     assert ns["x"].grad.tolist() == [1.0, 1.0, 1.0]
     assert out.splitlines()[0] == "tensor([0., 0., 0.])"  # torch.round's gradient
     assert out.splitlines()[-1] == "False"  # gradcheck rejects it: not the true derivative
 
 
-def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives():
-    ns, out = run("exercise-newton")
+def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives(section):
+    ns, out = section("exercise-newton")
     assert ns["x"].item() == pytest.approx(math.sqrt(1.5), abs=1e-6)
     first = out.splitlines()[0]  # at x = 2: f' = 4x³ - 6x = 20, f'' = 12x² - 6 = 42
     assert "f'(x) = 20.00000" in first and "f''(x) = 42.0000" in first
@@ -221,8 +187,8 @@ def test_exercise_newton_finds_the_minimum_with_autograd_second_derivatives():
     assert curvature.item() == pytest.approx(12 * 0.7**2 - 6, abs=1e-5)  # f''(x) = 12x² - 6
 
 
-def test_exercise_quadratic_fit_reaches_least_squares():
-    ns, _ = run("exercise-quadratic")
+def test_exercise_quadratic_fit_reaches_least_squares(section):
+    ns, _ = section("exercise-quadratic")
     assert torch.allclose(ns["params"].detach(), ns["exact"], atol=1e-3)
     assert torch.allclose(ns["exact"], torch.tensor([0.5, -1.0, 2.0]), atol=0.1)
 

@@ -1,5 +1,8 @@
 """docs/data.md: the digits written to disk and read back, and every claim the page makes about datasets,
-transforms, splits, loaders, workers and errors."""
+transforms, splits, loaders, workers and errors.
+
+The page's blocks run once here in page order (the ``page`` and ``printed`` fixtures of tests/conftest.py); the
+module's definitions are imported for the tests that need fresh files."""
 
 import ast
 import time
@@ -7,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import page_html, prints_nothing_on_import, run_examples
+from conftest import page_html, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader
@@ -16,17 +19,8 @@ import snippets.data as m
 
 
 @pytest.fixture(scope="module")
-def run():
-    return run_examples(m)
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     return m.write_digit_files(tmp_path_factory.mktemp("digits"))
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.data")
 
 
 def test_the_files_are_the_scikit_learn_digits_exactly(files):

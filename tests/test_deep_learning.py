@@ -1,20 +1,9 @@
-"""docs/deep_learning.md: the claims the page makes, checked on the executed sections."""
-
-import subprocess
-import sys
-from types import SimpleNamespace
+"""docs/deep_learning.md: the claims the page makes, checked on its blocks, run once here in page order (the
+``page`` and ``page_run`` fixtures of tests/conftest.py)."""
 
 import pytest
 import torch
-from conftest import ROOT, run_section
-
-import snippets.deep_learning as m
-
-
-@pytest.fixture(scope="module")
-def page():
-    """The names the page's examples define, run once in page order as the page runs them."""
-    return SimpleNamespace(**m.examples())
+from conftest import test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 
 def test_the_hand_written_rule_converts_known_points(page):
@@ -80,18 +69,11 @@ def test_conv_exercise_shapes(page):
     assert page.same_padding(images).shape == (4, 8, 28, 28)
 
 
-def test_the_weight_converges_long_before_the_bias():
+def test_the_weight_converges_long_before_the_bias(page_run):
     """The Kelvin answer: at step 1,000 the weight is within a few hundredths of 1.8, the bias still several degrees
     short of 32."""
-    _, out = run_section("deep_learning", "learn")
+    out = page_run.printed_by("learn")
     step_1000 = next(line for line in out.splitlines() if line.startswith("step 1000"))
     weight = float(step_1000.split("weight")[1].split()[0])
     bias = float(step_1000.split("bias")[1].split()[0])
     assert abs(weight - 1.8) < 0.05 and 32 - bias > 3
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.deep_learning"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""

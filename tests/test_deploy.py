@@ -1,6 +1,11 @@
 """docs/deploy.md: what to ship, torch.export and its .pt2 file, ONNX with onnxruntime, int8 quantization, the
 inference program (its command line in a separate process) and the HTTP endpoint (bad input, no hang), and the
-recorded latency table against what the page says of it."""
+recorded latency table against what the page says of it.
+
+The page's blocks (the demonstrations under ``if __name__ == "__page__":`` in snippets/deploy.py) run once here in page
+order: the ``page`` and ``printed`` fixtures of tests/conftest.py. The program itself (``__main__``) runs as a separate
+process.
+"""
 
 import http.client
 import io
@@ -17,17 +22,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, prints_nothing_on_import, run_examples
+from conftest import ROOT, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from PIL import Image
 
 import snippets.deploy as d
 from site_tools.records import check_fresh, read_record
-
-
-@pytest.fixture(scope="module")
-def run():
-    return run_examples(d)
-
 
 SHELL_FENCE = re.compile(r"```bash\n(python -m snippets\.deploy export .*?)```", re.S)
 
@@ -76,10 +75,6 @@ def png_bytes(array, mode=None):
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.deploy")
 
 
 def test_the_model_learns_the_digits_and_the_run_does_not_depend_on_the_thread_count(printed):

@@ -1,5 +1,10 @@
 """docs/distributed.md: snippets/distributed.py launched with torchrun on the CPU (gloo): on one node, as two nodes,
-killed and restarted, sharded with FSDP2 and saved with DCP; an unreachable rendezvous; the record the page shows."""
+killed and restarted, sharded with FSDP2 and saved with DCP; an unreachable rendezvous; the record the page shows.
+
+The page's blocks (the demonstrations under ``if __name__ == "__page__":`` in snippets/distributed.py) run once here
+in page order: the ``page`` and ``printed`` fixtures of tests/conftest.py. The record's hidden blocks
+(benchmarks/reports/distributed.py) run section by section.
+"""
 
 import html
 import json
@@ -10,10 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import torch
-from conftest import ROOT, prints_nothing_on_import, run_examples
+from conftest import (
+    ROOT,
+    run_sections,
+    snippet_sections,
+    test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
+)
 
 import benchmarks.distributed as bench
-import benchmarks.reports.distributed as report
 import snippets.distributed as ddp
 from benchmarks.distributed import CRASH_ARGS, Launch, free_port, standalone
 from site_tools.records import check_fresh, read_record
@@ -21,11 +30,6 @@ from site_tools.records import check_fresh, read_record
 TOLERANCE = 1e-6  # the page: a resumed run's final loss is within 1e-6 of an uninterrupted one's
 RENDEZVOUS_TIMEOUT = 4  # s, read_timeout of the unreachable launch; the page states the bound below
 RENDEZVOUS_BOUND = 30  # s: the launcher gives up well within this
-
-
-@pytest.fixture(scope="module")
-def run():
-    return run_examples(ddp)
 
 
 def no_launch_left():
@@ -74,10 +78,6 @@ def launches(tmp_path_factory):
     summaries = {name: json.loads((out / name / "summary.json").read_text()) for name in ("one-node", "node0", "fsdp")}
     launchers = [launch.process.pid for launch in (one_node, node0, node1, fsdp)]
     return {"out": out, "results": results, "summaries": summaries, "crash": crash, "launchers": launchers}
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.distributed")
 
 
 def test_the_sampler_splits_disjointly_and_reshuffles_per_epoch(page):
@@ -282,9 +282,12 @@ def test_the_recorded_peak_memory_does_not_shrink_with_fsdp(record):
     assert max(memory["fsdp"]["max_rss_mib"]) >= max(memory["ddp"]["max_rss_mib"])  # the page: "even a little higher"
 
 
-def test_the_report_blocks_print_lines_that_fit_the_page(capsys):
-    report.page_results()
-    blocks = [html.unescape(b) for b in re.findall(r"<code>(.*?)</code>", capsys.readouterr().out, re.S)]
+REPORT = "benchmarks/reports/distributed.py"
+
+
+def test_the_report_blocks_print_lines_that_fit_the_page():
+    out = "".join(run_sections(REPORT, list(snippet_sections(REPORT)))[1])  # the page's hidden blocks, in order
+    blocks = [html.unescape(b) for b in re.findall(r"<code>(.*?)</code>", out, re.S)]
     assert len(blocks) == 4
     assert "resumed from epoch-" in blocks[0] and "exit aborts in" in blocks[3]
     assert all(len(line) <= 84 for block in blocks for line in block.splitlines())

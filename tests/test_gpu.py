@@ -1,22 +1,17 @@
-"""docs/gpu.md: every code path runs on the CPU here (the device falls back); CUDA-only checks skip without CUDA."""
+"""docs/gpu.md: every code path runs on the CPU here (the device falls back); CUDA-only checks skip without CUDA.
+
+The page's blocks run once here in page order (the ``page`` fixture of tests/conftest.py); the tests that need
+other inputs call the module's functions."""
 
 import collections
-from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_section, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
 
-import benchmarks.reports.gpu as report
 import snippets.gpu as m
 from site_tools.records import check_fresh, read_record
-
-
-@pytest.fixture(scope="module")
-def page():
-    """The names the page's examples define, run once in page order as the page runs them."""
-    return SimpleNamespace(**m.examples())
-
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -243,9 +238,8 @@ def test_benchmark_record_is_fresh_and_leaves_the_gpu_entry_empty_only_with_a_re
         assert run["images_per_s"] > 0 and run["accuracy"]
 
 
-def test_bench_results_section_prints_the_record(capsys):
-    names = report.page_results()
-    out = capsys.readouterr().out
+def test_bench_results_section_prints_the_record():
+    names, out = run_section("benchmarks/reports/gpu.py", "bench-results")
     assert names["bench"] is not None and "cpu" in names["metrics"]["devices"]
     assert 'class="guide-record"' in out and "MNIST MLP 784-256-128-10" in out and "flags:" in out
 

@@ -1,18 +1,12 @@
 """docs/index.md: the path links every chapter, and the versions shown are read from the build's environment."""
 
-import contextlib
 import datetime
-import io
 import platform
 import re
-import subprocess
-import sys
 
 import torch
 import torchvision
-from conftest import CHAPTERS, DOCS, ROOT, page_html
-
-import snippets.index as m
+from conftest import CHAPTERS, DOCS, page_html, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 PAGE = (DOCS / "index.md").read_text(encoding="utf-8")
 
@@ -22,18 +16,7 @@ def test_the_path_links_every_chapter_in_order():
     assert linked == CHAPTERS + ["resources"]
 
 
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.index"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""
-
-
-def test_versions_section_prints_this_environment():
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        m.examples()
-    printed = out.getvalue()
+def test_versions_section_prints_this_environment(printed):
     assert f"torch        {torch.__version__}\n" in printed
     assert f"torchvision  {torchvision.__version__}\n" in printed
     assert f"Python       {platform.python_version()}\n" in printed

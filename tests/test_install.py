@@ -4,20 +4,9 @@ import re
 
 import pytest
 import torch
-from conftest import DOCS, prints_nothing_on_import, run_examples
-
-import snippets.install as m
+from conftest import DOCS, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def run():
-    return run_examples(m)
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.install")
 
 
 def test_verify_prints_the_installed_versions(printed):

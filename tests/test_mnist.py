@@ -1,7 +1,9 @@
 """docs/mnist.md: the MNIST pipeline on tiny synthetic files in the real IDX format, and the recorded run.
 
 The real data is never needed: a fixture writes 200 training and 100 test images (each digit class a bright block
-at its own place, plus noise) as the four gzip IDX files torchvision reads, under <root>/MNIST/raw/.
+at its own place, plus noise) as the four gzip IDX files torchvision reads, under <root>/MNIST/raw/. The page's
+blocks run once here in page order (the ``page`` and ``printed`` fixtures of tests/conftest.py); the recorded
+results are the report's hidden blocks (benchmarks/reports/mnist.py), run section by section.
 """
 
 import os
@@ -13,11 +15,15 @@ from urllib.error import URLError
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from conftest import synthetic_digits
+from conftest import (
+    run_sections,
+    snippet_sections,
+    synthetic_digits,
+    test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
+)
 from PIL import Image
 from torch.utils.data import DataLoader, random_split
 
-import benchmarks.reports.mnist as report
 import snippets.mnist as m
 from site_tools.records import RECORDS_DIR, check_fresh, read_record
 
@@ -215,14 +221,13 @@ def test_pick_device_falls_back_to_the_cpu():
         assert device == torch.device("cpu")
 
 
-def test_the_page_examples_show_what_the_page_says(capsys):
-    names = m.examples()
-    out = capsys.readouterr().out
-    assert "identical to the per-image transform: True" in out
-    assert "identical predictions: True" in out
-    assert "parameters: 101770" in out and "MnistNotFoundError: MNIST not found" in out
-    assert "ValueError: the image is 64x64 pixels" in out
-    assert torch.equal(names["one_by_one"], names["all_at_once"])
+def test_the_page_shows_what_the_page_says(page_run, printed):
+    assert "identical to the per-image transform: True" in printed
+    assert "identical predictions: True" in printed
+    assert "parameters: 101770" in printed and "MnistNotFoundError: MNIST not found" in printed
+    assert "ValueError: the image is 64x64 pixels" in printed
+    names = page_run.names_after("preload-demo")
+    assert torch.equal(names.one_by_one, names.all_at_once)
 
 
 def test_command_line_help():
@@ -287,21 +292,24 @@ def test_the_record_meets_the_chapters_claims():
     assert abs(results["data"]["pixel_mean"] - m.MEAN) < 1e-4 and abs(results["data"]["pixel_std"] - m.STD) < 1e-4
 
 
-def test_the_recorded_results_render(capsys):
+REPORT = "benchmarks/reports/mnist.py"
+
+
+def test_the_recorded_results_render():
     plt.close("all")
-    report.page_results()
-    out = capsys.readouterr().out
+    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))  # the page's hidden blocks, in page order
+    out = "".join(outputs)
     assert "code hash" in out and "mean" in out and out.count('class="guide-record"') == 6
-    assert len(plt.get_fignums()) >= 5
+    assert len(plt.get_fignums()) >= 5  # every section's figures
     plt.close("all")
 
 
-def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflows(capsys):
-    names = m.examples()
-    out = capsys.readouterr().out
+def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflows(page_run):
+    out = page_run.printed_by("exercise-loss")
     assert "log_softmax: 200.0" in out and "log(softmax): inf" in out
-    ce = torch.nn.functional.cross_entropy(names["logits"], names["target"])
-    assert torch.allclose(ce, -names["logits"].log_softmax(1)[0, 2])
+    names = page_run.names_after("exercise-loss")
+    ce = torch.nn.functional.cross_entropy(names.logits, names.target)
+    assert torch.allclose(ce, -names.logits.log_softmax(1)[0, 2])
 
 
 def test_training_flops_are_counted_per_layer_without_the_pixels_gradient():

@@ -1,29 +1,14 @@
-"""docs/networks.md: what the page claims about modules, parameters, train/eval and activations."""
+"""docs/networks.md: what the page claims about modules, parameters, train/eval and activations.
 
-import subprocess
-import sys
-from types import SimpleNamespace
+The tests read the names the page's blocks define, run once here in page order (the ``page`` fixture of
+tests/conftest.py).
+"""
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from conftest import test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
-
-import snippets.networks as m
-
-
-@pytest.fixture(scope="module")
-def page():
-    """The names the page's examples define, run once in page order as the page runs them."""
-    return SimpleNamespace(**m.examples())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
 
 
 def test_calling_the_module_runs_hooks_and_forward_does_not(page):
@@ -158,10 +143,3 @@ def test_activation_figure_has_two_labelled_panels(page):
     assert titles == ["Activation functions", "Their derivatives (autograd)"]
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in page.fig.axes)
     assert len(page.ax_f.lines) == len(page.ax_d.lines) == 5
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.networks"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""

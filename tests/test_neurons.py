@@ -1,23 +1,12 @@
-"""docs/neurons.md: the claims the page makes, checked on the executed sections."""
+"""docs/neurons.md: the claims the page makes, checked on the names its blocks define, run once here in page order
+(the ``page`` fixture of tests/conftest.py)."""
 
 import math
-import subprocess
-import sys
-from types import SimpleNamespace
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
-from conftest import ROOT
+from conftest import test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
-
-import snippets.neurons as m
-
-
-@pytest.fixture(scope="module")
-def page():
-    """The names the page's examples define, run once in page order as the page runs them."""
-    return SimpleNamespace(**m.examples())
 
 
 def test_hand_neuron_matches_the_written_arithmetic(page):
@@ -39,7 +28,6 @@ def test_activations_in_the_figure_are_continuous_except_the_step(page):
         assert len(page.curves[name].unique()) > 50, name  # many distinct values, not two
     assert 0 < page.curves["sigmoid"].min() and page.curves["sigmoid"].max() < 1
     assert page.curves["ReLU"].min() == 0 and page.curves["ReLU"].max() > 1
-    plt.close("all")
 
 
 def test_a_layer_is_one_row_of_weights_per_neuron_and_one_matrix_product(page):
@@ -93,10 +81,3 @@ def test_exercise_params(page):
 def test_exercise_logits(page):
     assert torch.allclose(page.nine_to_one, torch.tensor([0.9, 0.1]), atol=1e-6)
     assert torch.allclose(page.three_way, torch.tensor([0.5, 0.3, 0.2]), atol=1e-6)
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.neurons"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""

@@ -1,5 +1,8 @@
 """docs/practice.md: schedules, loss options, clipping, NaN hunting, TensorBoard logs read back, checkpoints that
-resume bit-identically (also across processes), refuse bad files and survive a crash while saving."""
+resume bit-identically (also across processes), refuse bad files and survive a crash while saving.
+
+The page's blocks run once here in page order (the ``page`` and ``printed`` fixtures of tests/conftest.py); the
+tests that need a fresh state call the module's functions."""
 
 import os
 import re
@@ -9,26 +12,16 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ROOT, prints_nothing_on_import, run_examples
+from conftest import ROOT, run_section, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
 
-import benchmarks.reports.practice as report
 import snippets.practice as p
 from site_tools.records import check_fresh, read_record
 
 
 @pytest.fixture(scope="module")
-def run():
-    return run_examples(p)
-
-
-@pytest.fixture(scope="module")
 def digits():
     return p.digits_tensors()
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.practice")
 
 
 def test_the_wrong_order_warns_and_skips_the_first_rate(printed):
@@ -307,7 +300,6 @@ def test_the_profile_record_is_fresh_and_says_what_the_page_says():
     assert top.get("aten::select", 0) > 0 and any("AdamW" in name for name in top)
 
 
-def test_the_recorded_profile_renders(capsys):
-    report.page_results()
-    out = capsys.readouterr().out
+def test_the_recorded_profile_renders():
+    _, out = run_section("benchmarks/reports/practice.py", "profile")
     assert out.count('class="guide-record"') == 1 and "aten::addmm" in out

@@ -1,6 +1,9 @@
 """docs/sequences.md: padding, packing and the recurrent layers' shapes, the RNN by hand, vanishing gradients,
 attention and its masks against PyTorch's, the transformer block, the projects' models, bad input, and the recorded
-runs against every number the page states."""
+runs against every number the page states.
+
+The page's blocks run once here in page order (the ``page`` and ``printed`` fixtures of tests/conftest.py); the
+tests that need other inputs call the module's functions."""
 
 import math
 import re
@@ -8,20 +11,11 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DOCS, prints_nothing_on_import, run_examples
+from conftest import DOCS, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
 
 import snippets.sequences as s
 from site_tools.records import check_fresh, read_record
-
-
-@pytest.fixture(scope="module")
-def run():
-    return run_examples(s)
-
-
-def test_importing_the_module_prints_nothing():
-    assert prints_nothing_on_import("snippets.sequences")
 
 
 def test_padding_masks_and_packing(page, printed):

@@ -1,38 +1,16 @@
-"""docs/training.md: losses, the training step, optimizers, splits, overfitting and metrics, as the page claims."""
+"""docs/training.md: losses, the training step, optimizers, splits, overfitting and metrics, as the page claims.
+
+The tests read the names the page's blocks define, run once here in page order (the ``page`` fixture of
+tests/conftest.py).
+"""
 
 import inspect
 import math
-import subprocess
-import sys
-from types import SimpleNamespace
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
-from conftest import ROOT
+from conftest import test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from torch import nn
-
-import snippets.training as m
-
-
-@pytest.fixture(scope="module")
-def page():
-    """The names the page's examples define, run once in page order as the page runs them."""
-    # The chapter's runs are tiny: one thread is fastest for them and is not slowed down when other processes compete
-    # for the cores (two OpenMP threads on a busy 2-core machine can be ten times slower). Restored after the run.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return SimpleNamespace(**m.examples())
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
 
 # --- losses -------------------------------------------------------------------------------------------------------
 
@@ -237,10 +215,3 @@ def test_patience_rule(page):
 def test_learning_rate_sweep(page):
     assert page.final_loss[0.005] > 10 * page.final_loss[0.05]  # too small: barely moves
     assert math.isnan(page.final_loss[0.5])  # too large: diverges
-
-
-def test_importing_the_module_prints_nothing():
-    result = subprocess.run(
-        [sys.executable, "-c", "import snippets.training"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
-    assert result.returncode == 0 and result.stdout == ""

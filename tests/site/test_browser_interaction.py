@@ -5,15 +5,10 @@ light/dark toggle switches and persists across pages, and content tabs switch.
 import time
 
 import pytest
-from browser_visit import (  # noqa: F401
+from browser_visit import (
     PAGES,
-    axe_fixture,
-    browser_fixture,
-    cached_fixture,
     click,
     open_page,
-    server_fixture,
-    visit_fixture,
     wait_for_load,
 )
 from conftest import BROWSER_REPORT, page_html

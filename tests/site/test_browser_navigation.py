@@ -10,15 +10,10 @@ from html import unescape
 from urllib.parse import urlsplit
 
 from browser_support import crawl, write_report
-from browser_visit import (  # noqa: F401
+from browser_visit import (
     PAGES,
-    axe_fixture,
-    browser_fixture,
-    cached_fixture,
     click,
     open_page,
-    server_fixture,
-    visit_fixture,
     wait_for_load,
 )
 from conftest import BROWSER_REPORT, CHAPTERS, ROOT, page_html, site_config

@@ -10,7 +10,7 @@ import re
 
 import pytest
 from browser_support import write_report
-from browser_visit import (  # noqa: F401
+from browser_visit import (
     DESKTOP,
     FIGURE_BUDGET,
     HTML_BUDGET,
@@ -19,12 +19,7 @@ from browser_visit import (  # noqa: F401
     PAGES,
     PHONE,
     SCREENSHOTS,
-    axe_fixture,
-    browser_fixture,
-    cached_fixture,
     describe,
-    server_fixture,
-    visit_fixture,
 )
 from conftest import BROWSER_REPORT, page_html
 

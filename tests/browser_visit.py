@@ -2,9 +2,10 @@
 test_browser_*.py): what a reader loads, the accessibility findings, the layout at a desktop's and a phone's width,
 the copy buttons, the nav and footer links and a chapter's notebook links. A page is loaded once per build.
 
-The fixtures here (the built site served on 127.0.0.1, one headless Chromium per build, ``visit(doc)``) are imported
-by each browser test file. With `--dist loadgroup`, every browser test of one build runs in one xdist worker
-(tests/conftest.py), so each page is visited once per build, and the two builds are checked at the same time.
+The fixtures here (the built site served on 127.0.0.1, one headless Chromium per build, ``visit(doc)``) are a plugin
+(``pytest_plugins`` in tests/conftest.py), so that all browser test files share them. With `--dist loadscope`, every
+browser test of one build runs in one xdist worker (tests/conftest.py), so each page is visited once per build, and
+the two builds are checked at the same time.
 """
 
 import os
@@ -264,21 +265,21 @@ return [code.textContent, output];
 """
 
 
+VISIBLE_JS = """
+return [...document.querySelectorAll(arguments[0])].filter(
+  e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}));
+"""
+
+
 def check_copy_buttons(driver, doc):
     """Click the first and the last visible copy buttons of the loaded page as a reader does; compare the
     clipboard with the code shown. Returns (problems, blocks checked)."""
-    from selenium.webdriver.common.by import By
 
-    buttons = [
-        b
-        for b in driver.find_elements(By.CSS_SELECTOR, "button[data-md-type=copy], button.md-clipboard")
-        if b.is_displayed()
-    ]  # not those inside a closed "??? success" solution
+    # the visible ones (not those inside a closed "??? success" solution), in one call rather than one per element
+    buttons = driver.execute_script(VISIBLE_JS, "button[data-md-type=copy], button.md-clipboard")
     problems = []
-    if not buttons and driver.find_elements(By.CSS_SELECTOR, "article pre > code"):
-        visible = [c for c in driver.find_elements(By.CSS_SELECTOR, "article pre > code") if c.is_displayed()]
-        if visible:
-            problems.append(f"{doc} shows code but no copy button")
+    if not buttons and driver.execute_script(VISIBLE_JS, "article pre > code"):
+        problems.append(f"{doc} shows code but no copy button")
     chosen = sorted({0, len(buttons) - 1}) if buttons else []
     for index in chosen:
         button = buttons[index]
@@ -367,11 +368,11 @@ def page_visitor(browser, server, axe):
     return visit_page
 
 
-# --- the fixtures, imported by each browser test file (as *_fixture: a test names them server, visit, ...)
+# --- the fixtures (tests/conftest.py registers this module as a plugin: one set for every browser test file)
 
 
-@pytest.fixture(scope="session", name="server")
-def server_fixture(built_site, builder):
+@pytest.fixture(scope="session")
+def server(built_site, builder):
     shutil.rmtree(REPORT_DIR / "screens" / builder, ignore_errors=True)  # no stale screenshots of removed pages
     server = StaticServer(built_site)
     server.builder = builder
@@ -381,8 +382,8 @@ def server_fixture(built_site, builder):
     server.server_close()
 
 
-@pytest.fixture(scope="session", name="browser")
-def browser_fixture(server):
+@pytest.fixture(scope="session")
+def browser(server):
     driver = start_chromium()
     origin = server.base.rstrip("/")
     driver.execute_cdp_cmd(
@@ -392,8 +393,8 @@ def browser_fixture(server):
     stop_chromium(driver)
 
 
-@pytest.fixture(name="cached")
-def cached_fixture(browser, server):
+@pytest.fixture()
+def cached(browser, server):
     """For tests that only navigate: the server lets the browser cache assets. Afterwards the cache is emptied, so a
     later page view is measured whole."""
     server.measuring = False
@@ -402,13 +403,13 @@ def cached_fixture(browser, server):
     browser.execute_cdp_cmd("Network.clearBrowserCache", {})
 
 
-@pytest.fixture(scope="session", name="axe")
-def axe_fixture():
+@pytest.fixture(scope="session")
+def axe():
     return axe_source()
 
 
-@pytest.fixture(scope="session", name="visit")
-def visit_fixture(browser, server, axe):
+@pytest.fixture(scope="session")
+def visit(browser, server, axe):
     """visit(doc) loads a page once (at a desktop's width, then laid out at a phone's) and records everything the
     tests assert on."""
     return page_visitor(browser, server, axe)
