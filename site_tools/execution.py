@@ -7,12 +7,16 @@ them. The result is kept in ``build/page-runs/<page>.json`` with everything it d
 
 - the code of every executed block of the page, as the builders see it (pymdownx.snippets expanded);
 - the interpreter, the platform and every installed distribution with its version, and the driver's own code;
-- every file the run opened or folder it listed (an audit hook records them), by content: a snippet module a hidden
-  block imports, a record it reads, a page a chapter reads as its corpus. Files of the interpreter and of the
-  installed distributions are covered by their versions; temporary files are the run's own.
+- every file the run opened or folder it listed (an audit hook records them, and every imported module's source), by
+  content and by the path it used: a snippet module a hidden block imports, a record it reads, a page a chapter reads
+  as its corpus. Files of the interpreter and of the installed distributions are covered by their versions; the run's
+  own temporary folder is its own;
+- the run's settings (thread count, interpreter flags), the environment variables that choose devices, locale or
+  library behaviour (OUTPUT_VARIABLES), and the accelerator device files present.
 
-A stored run is used only while all of these are unchanged, so a stale output cannot be shown; anything else runs the
-page again. Nothing executed is committed: a fresh clone runs every page once.
+A stored run is used only while all of these are unchanged; anything else runs the page again. What remains outside
+the key is what changes from run to run anyway (the time, the machine's load), which the comparisons ignore. Nothing
+executed is committed: a fresh clone runs every page once.
 
 The builders render a run through markdown-exec (``formatter``, configured in mkdocs.yml as the ``python`` custom
 fence of pymdownx.superfences): the same HTML as markdown-exec's own execution, without executing. ``python -m
@@ -47,6 +51,12 @@ EXECUTIONS_LOG = RUNS_DIR / "executions.jsonl"  # one line per run, read by the 
 # Only these pages run when set (make test-chapter): the others show their stored run, or a note that they did not run.
 ONLY_PAGES = "GUIDE_ONLY_PAGES"
 NOT_RUN = "(not run: this build runs only {pages}; `make build` runs every page)"
+# deprecations are errors: a page whose code calls a deprecated API fails its build
+DRIVER_FLAGS = ("-I", "-W", "error::DeprecationWarning", "-W", "error::FutureWarning")
+# environment variables a page's output may depend on (inherited by the run), and the device files of accelerators
+OUTPUT_VARIABLES = ("CUDA_", "HIP_", "ROCR_", "NVIDIA_", "TORCH", "PYTORCH_", "MKL_", "KMP_", "OPENBLAS_", "LC_")
+OUTPUT_VARIABLES += ("MPLCONFIGDIR", "LANG", "TZ")  # not MPLBACKEND, OMP_NUM_THREADS: the run sets them
+DEVICE_FILES = ("nvidia[0-9]*", "kfd", "dri/renderD*", "accel/accel*")
 
 
 @dataclass(frozen=True)
@@ -137,23 +147,26 @@ def environment():
     # the installed ones (not a project's *.egg-info that the current folder happens to hold)
     installed = metadata.distributions(path=site.getsitepackages())
     distributions = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in installed if d.metadata["Name"]})
+    variables = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(OUTPUT_VARIABLES))
+    devices = sorted(str(path) for pattern in DEVICE_FILES for path in Path("/dev").glob(pattern))
     return {
         "python": sys.version,
         "platform": platform.platform(),
         "machine": platform.machine(),
         "threads": THREADS,
-        "driver": hashlib.sha256(DRIVER.read_bytes()).hexdigest(),
+        "driver": hashlib.sha256(DRIVER.read_bytes() + " ".join(DRIVER_FLAGS).encode()).hexdigest(),
         "distributions": hashlib.sha256("\n".join(distributions).encode()).hexdigest(),
+        "variables": hashlib.sha256("\n".join(variables).encode()).hexdigest(),  # device choice, locale, time zone
+        "devices": devices,  # a GPU appearing or going away
     }
 
 
 def _outside_dependencies():
     """Folders whose files are not a run's dependencies: the interpreter's and the distributions' (their versions
-    are), temporary files (the run's own) and the kernel's."""
+    are) and the kernel's."""
     import site
 
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, tempfile.gettempdir(), "/proc", "/sys", "/dev"}
-    prefixes |= set(site.getsitepackages())
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/proc", "/sys", "/dev", *site.getsitepackages()}
     return tuple(os.path.realpath(p) + os.sep for p in prefixes)
 
 
@@ -178,15 +191,16 @@ def file_digest(path):
 
 
 def dependencies(opened, listed, workdir):
-    """{path: digest} of the files a run opened and the folders it listed, except its own and the interpreter's."""
+    """{path: digest} of the files a run opened and the folders it listed, by the path it used (a symbolic link
+    re-pointed changes the digest), except the run's own folder and the interpreter's and distributions' files."""
     skip = _outside_dependencies() + (os.path.realpath(workdir) + os.sep,)
     found = {}
     for path, folder in [*((p, False) for p in opened), *((p, True) for p in listed)]:
         real = os.path.realpath(path)
         if real.startswith(skip) or "__pycache__" in real or os.path.isdir(real) != folder:
             continue
-        shown = os.path.relpath(real, ROOT) if real.startswith(str(ROOT) + os.sep) else real
-        found[shown] = file_digest(real)
+        shown = os.path.relpath(path, ROOT) if path.startswith(str(ROOT) + os.sep) else path
+        found[shown] = file_digest(path)
     return found
 
 
@@ -217,9 +231,7 @@ def run_blocks(blocks, timeout=1800):
         dead = "http://127.0.0.1:9"  # offline: a download fails at once instead of reaching the network
         env.update(OMP_NUM_THREADS=str(THREADS), MPLBACKEND="Agg", http_proxy=dead, https_proxy=dead)
         env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead)
-        # deprecations are errors: a page whose code calls a deprecated API fails its build
-        warnings = ["-W", "error::DeprecationWarning", "-W", "error::FutureWarning"]
-        command = [sys.executable, "-I", *warnings, str(DRIVER), "blocks.json", "result.json"]
+        command = [sys.executable, *DRIVER_FLAGS, str(DRIVER), "blocks.json", "result.json"]
         process = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
         result_path = workdir / "result.json"
         if process.returncode != 0 or not result_path.exists():
@@ -351,19 +363,23 @@ def formatter(source, language, css_class, options, md, **kwargs):
 
     A block that raised in the run is reported by markdown-exec as if it had raised here (the strict build fails)."""
     from markdown_exec import base_format
+    from pymdownx.superfences import SuperFencesException
 
-    session = options.get("session") or ""
-    pages = md.__dict__.setdefault("_guide_page_runs", {})  # one Markdown instance converts one page
-    if session not in pages:
-        pages[session] = _PageInBuild(session)
-    page = pages[session]
-    if page.placeholder and options.get("html"):
-        return ""
+    try:
+        session = options.get("session") or ""
+        pages = md.__dict__.setdefault("_guide_page_runs", {})  # one Markdown instance converts one page
+        if session not in pages:
+            pages[session] = _PageInBuild(session)
+        page = pages[session]
+        if page.placeholder and options.get("html"):
+            return ""
 
-    def run(code, **_):
-        return page.output(code)
+        def run(code, **_):
+            return page.output(code)
 
-    return base_format(language="python", run=run, code=source, md=md, **options)
+        return base_format(language="python", run=run, code=source, md=md, **options)
+    except Exception as error:  # superfences would leave the fence as text and the build would pass
+        raise SuperFencesException(f"executed fence of docs/{options.get('session')}.md: {error}") from error
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ NAME=<name>``; then replace the template's text and code with the chapter's own.
 
 import argparse
 import json
+import keyword
 import re
 import sys
 from pathlib import Path
@@ -34,10 +35,11 @@ def add_to_nav(config, name, title, section):
     except ValueError:
         sections = re.findall(r"^  - (\w[^:]*):$", config, re.M)
         raise SystemExit(f"no nav section {section!r} in mkdocs.yml (there are: {', '.join(sections)})") from None
-    end = start + 1
-    while end < len(lines) and lines[end].startswith("      - "):
+    end = start + 1  # the section's lines: blank, comments and entries, indented deeper than the section
+    while end < len(lines) and (not lines[end].strip() or lines[end].startswith("    ")):
         end += 1
-    lines.insert(end, f"      - {json.dumps(title)}: {name}.md")
+    last_entry = max(i for i in range(start + 1, end) if lines[i].startswith("      - "))
+    lines.insert(last_entry + 1, f"      - {json.dumps(title)}: {name}.md")
     config = "\n".join(lines)
     nav_order = re.findall(r"^      - .*: (\w+)\.md$", config, re.M)
     listed = re.search(r"chapters: \[(?P<names>[^\]]*)\]", config)
@@ -70,8 +72,8 @@ def main(argv=None):
     parser.add_argument("--title", help="the page's title (default: the name, capitalised)")
     parser.add_argument("--section", default="Projects", help="the nav section to add it to (default: Projects)")
     args = parser.parse_args(argv)
-    if not NAME.match(args.name):
-        raise SystemExit(f"{args.name!r}: a chapter name is lowercase letters, digits and underscores")
+    if not NAME.match(args.name) or keyword.iskeyword(args.name):
+        raise SystemExit(f"{args.name!r}: a chapter name is lowercase letters, digits and underscores, not a keyword")
     existing = [str(path.relative_to(ROOT)) for path in files_of(args.name) if path.exists()]
     if existing:
         raise SystemExit(f"{args.name}: these files exist already: {', '.join(existing)}")

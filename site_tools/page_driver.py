@@ -9,7 +9,8 @@ page_driver.py BLOCKS.json RESULTS.json`` in an empty temporary folder; never im
   repository importable: they cannot change a name the reader's blocks use, nor define one for them.
 - Everything a block prints to standard output is its output. The first block that raises stops the run; a figure
   drawn and never shown (by the hidden figure block) is an error of the last block.
-- An audit hook records every file the run opens or lists, so that execution.py can tell when a result is stale.
+- An audit hook records every file the run opens or lists, and every imported module's source file (a module loaded
+  from its cached bytecode opens only the .pyc), so that execution.py can tell when a result is stale.
 """
 
 import contextlib
@@ -87,6 +88,11 @@ def run(blocks):
         results.append({"stdout": out.getvalue(), "error": error})
         if error:
             break
+    # a module imported from its cached bytecode opens only the .pyc: record every module's source as read
+    for module in [*sys.modules.values(), *stashed.values()]:
+        source = getattr(module, "__file__", None)
+        if isinstance(source, str) and source.endswith(".py"):
+            opened.add(os.path.abspath(source))
     pyplot = sys.modules.get("matplotlib.pyplot")
     if results and not results[-1]["error"] and pyplot is not None and pyplot.get_fignums():
         results[-1]["error"] = (

@@ -7,7 +7,9 @@ a record can never silently go stale.
 
 The hash covers what runs, not file bytes (``code_hash``): the benchmark module, and in this repository's modules it
 uses (``snippets``, ``benchmarks``) the top-level definitions it uses, followed through the names they use; a module
-the benchmark launches as a program (its file name is in the benchmark's code) counts from its ``main``. Each is
+the benchmark launches as a program (its file or module name is in the benchmark's code) counts from its ``main`` and
+its ``if __name__ == "__main__":`` block. A benchmark imports a module with a name (``import snippets.mnist as m``)
+or imports names from it; other forms are refused, so that nothing it uses escapes the hash. Each is
 hashed as its syntax tree without docstrings: comments, blank lines, docstrings, formatting and the code the benchmark
 does not use (a page's demonstrations, another function) can change without making the record stale. Names reached
 only by ``getattr``, ``globals()`` or a string are not seen: a benchmark uses a chapter's code by name.
@@ -40,6 +42,8 @@ HASHED_PACKAGES = ("snippets", "benchmarks")  # site_tools and the reports show 
 
 def _canonical(node):
     """A syntax tree as nested lists, stable across Python versions (no positions, contexts or empty fields)."""
+    if isinstance(node, ast.JoinedStr):  # Python 3.12 keeps empty pieces of an f-string that 3.11 and 3.13 drop
+        node = ast.JoinedStr([v for v in node.values if not (isinstance(v, ast.Constant) and v.value == "")])
     if isinstance(node, ast.AST):
         fields = [
             (name, _canonical(value))
@@ -60,6 +64,12 @@ def _without_docstrings(tree):
                 if isinstance(body[0].value.value, str):
                     node.body = body[1:] or [ast.Pass()]
     return tree
+
+
+def _guarded_name(statement):
+    """ "__main__" for `if __name__ == "__main__":`."""
+    comparators = statement.test.comparators
+    return comparators[0].value if len(comparators) == 1 and isinstance(comparators[0], ast.Constant) else None
 
 
 def _is_main_guard(statement):
@@ -91,15 +101,21 @@ class _Module:
         for index, statement in enumerate(self.statements):
             for name in _bound_names(statement):
                 self.binders.setdefault(name, []).append(index)
-            if isinstance(statement, ast.Import):
-                for alias in statement.names:
-                    if alias.name.split(".")[0] in HASHED_PACKAGES and alias.asname:
+        # imports of this repository's modules, at top level or inside a function, in the two forms the hash follows
+        for node in ast.walk(ast.Module(self.statements, [])):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] in HASHED_PACKAGES:
+                        if not alias.asname:
+                            raise ValueError(f"{relative}:{node.lineno}: write `import {alias.name} as <name>`")
                         self.repository_imports[alias.asname] = (_module_file(alias.name), None)
-            elif isinstance(statement, ast.ImportFrom) and (statement.module or "").split(".")[0] in HASHED_PACKAGES:
-                for alias in statement.names:
-                    imported = f"{statement.module}.{alias.name}"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in HASHED_PACKAGES:
+                for alias in node.names:
+                    if alias.name == "*":
+                        raise ValueError(f"{relative}:{node.lineno}: import names from {node.module}, not *")
+                    imported = f"{node.module}.{alias.name}"
                     target = (_module_file(imported), None) if _module_file(imported) else None
-                    target = target or (_module_file(statement.module), alias.name)
+                    target = target or (_module_file(node.module), alias.name)
                     self.repository_imports[alias.asname or alias.name] = target
 
     def side_effects(self):
@@ -162,8 +178,13 @@ def used_code(entry, sources=None):
         use_statement(entry_module, index)  # the benchmark runs as a whole
     constants = {n.value for n in ast.walk(ast.Module(entry_module.statements, [])) if isinstance(n, ast.Constant)}
     for target, imported in list(entry_module.repository_imports.values()):
-        if imported is None and Path(target).name in constants:  # launched as a program: from its main()
-            use_name(module(target), "main", None)
+        dotted = target.removesuffix(".py").replace("/", ".")
+        if imported is None and ({Path(target).name, dotted} & constants):  # launched as a program
+            launched = module(target)
+            use_name(launched, "main", None)
+            for index, statement in enumerate(launched.statements):  # and what its `__main__` runs
+                if _is_main_guard(statement) and _guarded_name(statement) == "__main__":
+                    use_statement(launched, index)
     while todo:
         mod, statement = todo.pop()
         for name, attribute in _references(statement):

@@ -133,8 +133,17 @@ def pytest_terminal_summary(terminalreporter, config):
             terminalreporter.write_line(f"{page:24} " + ", ".join(parts))
         pages = [page for page in execution.executed_pages() if not ONLY_PAGES or page in ONLY_PAGES]
         stored = [page for page in pages if "page run" not in runs.get(page, {})]
-        if stored:
-            terminalreporter.write_line(f"stored page runs still current (not run again): {', '.join(stored)}")
+        current = [
+            page
+            for page in stored
+            if execution.stale_reason(execution.stored_run(page), execution.page_blocks(page)) is None
+        ]
+        if current:
+            terminalreporter.write_line(f"not run again, their stored runs being current: {', '.join(current)}")
+        if set(stored) - set(current):
+            terminalreporter.write_line(
+                f"stale and not run in this test run: {', '.join(sorted(set(stored) - set(current)))}"
+            )
 
 
 # --- scheduling: one xdist worker per test file, except the groups below
@@ -255,8 +264,13 @@ def site_built_by(builder):
             BUILD_REPORT.append(f"page runs up to date after {time.perf_counter() - started:.1f} s")
             started = time.perf_counter()
             processes = {name: start_build(name, site) for name, site in sites.items()}
-            for name, process in processes.items():
-                finish_build(name, sites[name], process, started)
+            try:
+                for name, process in processes.items():
+                    finish_build(name, sites[name], process, started)
+            finally:  # a failed build leaves no builder running
+                for process in processes.values():
+                    process.kill()
+                    process.wait()
 
         once_per_run("site-build", build_all)  # the other worker waits for the builds, then reads their HTML
         _SITES.update(sites)
@@ -265,20 +279,26 @@ def site_built_by(builder):
 
 def once_per_run(name, make):
     """make()'s result (JSON), computed once per test run by whichever xdist worker asks first; the other waits for
-    it and reads it back from build/<name>.json (in GUIDE_BUILDS_DIR when set)."""
+    it and reads it back from build/<name>.json (in GUIDE_BUILDS_DIR when set). A failure is kept too: every later
+    caller gets it at once instead of trying again."""
     path = BUILDS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved["run"] == RUN_ID:
-                return saved["result"]
-        result = make()
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps({"run": RUN_ID, "result": result}), encoding="utf-8")
-        partial.replace(path)
-    return result
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if saved.get("run") != RUN_ID:
+            try:
+                saved = {"run": RUN_ID, "result": make()}
+            except Exception as error:
+                saved = {"run": RUN_ID, "error": f"{type(error).__name__}: {error}"}
+                raise
+            finally:
+                partial = path.with_suffix(".partial")
+                partial.write_text(json.dumps(saved), encoding="utf-8")
+                partial.replace(path)
+    if "error" in saved:
+        raise RuntimeError(f"{name} failed earlier in this test run: {saved['error'][-4000:]}")
+    return saved["result"]
 
 
 def page_html(site: Path, page: str) -> str:

@@ -157,9 +157,25 @@ def test_a_changed_line_in_a_function_no_benchmark_uses_keeps_every_record_fresh
     assert stale_records({"snippets/mnist.py": with_line_added(sources["snippets/mnist.py"], "load_png")}) == set()
 
 
-def test_a_program_the_benchmark_launches_counts_from_its_main():
-    """benchmarks/distributed.py runs snippets/distributed.py with torchrun: its main() and what main() uses."""
+def test_a_program_the_benchmark_launches_counts_from_its_main_and_its_main_guard():
+    """benchmarks/distributed.py runs snippets/distributed.py with torchrun: its main(), what main() uses, and its
+    `if __name__ == "__main__":` block."""
     hashed = records.read_record("distributed")["provenance"]["hashed"]
     assert {"snippets/distributed.py:main", "snippets/distributed.py:parse_args"} <= set(hashed)
-    changed = with_line_added(producer_sources()["snippets/distributed.py"], "parse_args")
+    source = producer_sources()["snippets/distributed.py"]
+    changed = with_line_added(source, "parse_args")
     assert stale_records({"snippets/distributed.py": changed}) == {"distributed"}
+    guard = 'if __name__ == "__main__":\n'
+    assert source.count(guard) == 1
+    in_the_guard = source.replace(guard, guard + "    _changed = 1\n")
+    assert stale_records({"snippets/distributed.py": in_the_guard}) == {"distributed"}
+
+
+@pytest.mark.parametrize(
+    "line, refused",
+    [("import snippets.mnist", "import snippets.mnist as <name>"), ("from snippets.mnist import *", "not *")],
+)
+def test_an_import_the_hash_cannot_follow_is_refused(line, refused):
+    sources = {BENCHMARK: producer_sources()[BENCHMARK] + f"\n{line}\n"}
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        records.code_hash(BENCHMARK, sources)

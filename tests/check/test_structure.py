@@ -286,7 +286,7 @@ def test_every_executed_fence_reads_as_the_builders_read_it(page):
 # --- paths named in the prose
 
 PATH = re.compile(
-    r"(?<![\w/.-])(?P<path>(?:\.github|\.ci|benchmarks|docs|overrides|site_tools|snippets|tests)/[\w./-]*[\w/]"
+    r"(?<![\w/.-])(?P<path>(?:\.github|\.ci|benchmarks|docs|overrides|site_tools|snippets|tests)/[\w./-]*\w"
     r"|Makefile|mkdocs\.yml|requirements\.txt|pyproject\.toml|CONTRIBUTING\.md|README\.md)"
 )
 GITHUB_FILE = re.compile(r"https://github\.com/pytorch-guide/pytorch-guide/blob/main/(?P<path>[\w./-]+)")
@@ -295,18 +295,20 @@ GENERATED = ("build/", "site/", "docs/notebooks/", "data/", ".venv/")
 
 
 def named_paths(text):
+    """The repository paths a text names: files, and folders (written with their final '/')."""
     found = {match["path"] for match in GITHUB_FILE.finditer(text)}
     for match in PATH.finditer(text):
         path = match["path"].rstrip(".")
-        if "<" in text[match.end() : match.end() + 1] or path.endswith(("/", "-")):
-            continue  # a pattern such as tests/test_<name>.py, or a folder prefix
-        found.add(path)
+        if "<" in text[match.end() : match.end() + 1] or path.endswith("-"):
+            continue  # a pattern such as tests/test_<name>.py
+        found.add(path + "/" if text[match.end() : match.end() + 1] == "/" else path)
     return {path for path in found if not path.startswith(GENERATED) and "*" not in path}
 
 
 @pytest.mark.parametrize("path", MARKDOWN_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_repository_path_named_in_the_text_exists(path):
-    missing = sorted(p for p in named_paths(path.read_text(encoding="utf-8")) if not (ROOT / p).exists())
+    named = named_paths(path.read_text(encoding="utf-8"))
+    missing = sorted(p for p in named if not ((ROOT / p).is_dir() if p.endswith("/") else (ROOT / p).exists()))
     assert not missing, f"{path.relative_to(ROOT)} names paths that do not exist: {missing}"
 
 
@@ -314,3 +316,5 @@ def test_the_path_check_finds_a_moved_file():
     text = "See `tests/test_browser.py`, [x](https://github.com/pytorch-guide/pytorch-guide/blob/main/snippets/no.py)."
     assert named_paths(text) == {"tests/test_browser.py", "snippets/no.py"}
     assert named_paths("the test file tests/test_<name>.py and build/site/") == set()
+    folders = {"tests/nothere/", "site_tools/gone_template/"}
+    assert named_paths("see `tests/nothere/` and site_tools/gone_template/") == folders

@@ -1,6 +1,6 @@
 """Every chapter's notebook as the site publishes it, and the notebook format run in a real Jupyter kernel (a small
 page using every construct the chapters use: each chapter's notebook is its page's blocks, which its page's run
-executes, tests/check/test_notebooks.py)."""
+executes, tests/check/test_notebooks_match_pages.py)."""
 
 import os
 import time

@@ -1,12 +1,12 @@
 """A reader can paste a page: its shown code blocks, taken from the built HTML in page order (what the copy button
 copies), run in one fresh interpreter without this repository's packages, print what the page shows under each.
 
-That run is the page's run (site_tools/execution.py): both builders render it, and a chapter's notebook holds exactly
-those blocks (tests/check/test_notebooks.py), so the notebook's run is that run too. This test reads the built HTML
-back and checks that it shows exactly the blocks the run ran, in order, with what each printed. Blocks the page shows
-but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left out, as the run leaves
-them out. The chapter tests run the same blocks again with two threads and compare what they print
-(conftest.test_the_page_prints_what_its_build_shows): an output that depends on the thread count fails there.
+That run is the page's run (site_tools/execution.py): both builders render it, and a chapter's notebook holds
+exactly those blocks (tests/check/test_notebooks_match_pages.py), so the notebook's run is that run too. This test
+reads the built HTML back and checks that it shows exactly the blocks the run ran, in order, with what each printed.
+Blocks the page shows but does not run (a ``pytest.mark.skip`` marker with its reason in the page source) are left
+out, as the run leaves them out. The chapter tests run the same blocks again with two threads and compare what they
+print (conftest.test_the_page_prints_what_its_build_shows): an output that depends on the thread count fails there.
 """
 
 import ast

@@ -96,3 +96,26 @@ def test_every_block_of_the_page_ran_without_error(page):
     errors = [(n, e) for n, (_, _, e) in enumerate(execution.block_results(execution.page_run(page)), 1) if e]
     assert not errors, f"docs/{page}.md block {errors[0][0]}:\n{errors[0][1]}"
     assert json.dumps(execution.page_run(page))  # stored as JSON
+
+
+def test_a_run_depends_on_the_source_of_a_module_it_imports_from_bytecode(tmp_path):
+    """A module loaded from its __pycache__ opens only the .pyc: its source is recorded all the same."""
+    (tmp_path / "helper_for_test.py").write_text("WORD = 'old'\n")
+    code = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport helper_for_test\nprint(helper_for_test.WORD)"
+    first = execution.run_blocks(blocks(code, shown=False))
+    second = execution.run_blocks(blocks(code, shown=False))  # now from tmp_path/__pycache__
+    assert (tmp_path / "__pycache__").is_dir() and second["outputs"][0]["stdout"] == "old\n"
+    for run in (first, second):
+        assert str(tmp_path / "helper_for_test.py") in run["dependencies"]
+
+
+def test_a_failure_outside_a_block_aborts_the_build():
+    """pymdownx.superfences leaves a fence as text when its formatter raises; the formatter turns every failure that
+    is not a block's own error into SuperFencesException, which aborts the build."""
+    import markdown
+    from pymdownx.superfences import SuperFencesException
+
+    extensions, configs = execution.markdown_settings()
+    page = '```python exec="on" session="no_such_page"\nprint(1)\n```\n'
+    with pytest.raises(SuperFencesException, match="no page docs/no_such_page.md"):
+        markdown.Markdown(extensions=extensions, extension_configs=configs).convert(page)
