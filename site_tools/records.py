@@ -362,5 +362,7 @@ def describe_cpu_run(record):
     """``describe``, then the CPU threads a benchmark ran with and the load average at its start and end."""
     metrics = record["metrics"]
     load = metrics["load_average"]
-    threads = f"{metrics['threads']} threads; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
+    count = metrics["threads"]
+    threads = f"{count} thread{'s' if count != 1 else ''}; load average {load[0]:.2f} at the start, {load[1]:.2f}"
+    threads += " at the end"
     return f"{describe(record)}\n{threads}"
