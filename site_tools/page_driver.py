@@ -24,6 +24,8 @@ import traceback
 import types
 
 PROJECT_PACKAGES = {"snippets", "site_tools", "benchmarks", "conftest"}
+# this copy of the repository, not the one an editable install names (a git worktree, a second clone)
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ProjectImports:

@@ -215,6 +215,10 @@ def benchmark_entry(producers):
     return entries[0]
 
 
+def _threads(count):
+    return f"{count} thread{'s' if count != 1 else ''}"
+
+
 def device_description(device):
     """A human-readable name of the device the run used, e.g. 'NVIDIA H100 80GB HBM3' or the CPU model."""
     device = torch.device(device)
@@ -229,7 +233,7 @@ def device_description(device):
                     break
         except OSError:
             pass
-        return f"{model} ({torch.get_num_threads()} threads)"
+        return f"{model} ({_threads(torch.get_num_threads())})"
     return device.type
 
 
@@ -293,9 +297,13 @@ def write_record(name, metrics, producers, device, command=None, records_dir=REC
 def read_record(name, records_dir=RECORDS_DIR):
     """Load the record ``name``; a clear error says how to produce it when it is missing."""
     path = Path(records_dir) / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no recorded run '{name}' at {path}: run the chapter's record command to make it")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:  # opened, not tested with exists(): a page run that found no record then depends on the file's arrival
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no recorded run '{name}' at {path}: run the chapter's record command to make it"
+        ) from None
+    return json.loads(text)
 
 
 def check_fresh(record, sources=None):
@@ -350,7 +358,8 @@ def describe(record):
     prov = record["provenance"]
     return "\n".join(
         [
-            f"recorded {prov['date'][:10]} on {prov['device_name']}",
+            # records made before device_description counted "1 thread" say "(1 threads)"
+            f"recorded {prov['date'][:10]} on {prov['device_name'].replace('(1 threads)', '(1 thread)')}",
             f"with torch {prov['torch']}, Python {prov['python']}",
             f"by {prov['command']}",
             f"code hash {prov['code_hash'][:12]}: the code that made it is the code on this page",
@@ -363,6 +372,6 @@ def describe_cpu_run(record):
     metrics = record["metrics"]
     load = metrics["load_average"]
     count = metrics["threads"]
-    threads = f"{count} thread{'s' if count != 1 else ''}; load average {load[0]:.2f} at the start, {load[1]:.2f}"
+    threads = f"{_threads(count)}; load average {load[0]:.2f} at the start, {load[1]:.2f}"
     threads += " at the end"
     return f"{describe(record)}\n{threads}"

@@ -401,6 +401,12 @@ def page(page_run):
 
 
 @pytest.fixture(scope="module")
+def section(page_run):
+    """section(name) -> (the page's names right after that section, what its block printed)."""
+    return lambda name: (vars(page_run.names_after(name)), page_run.printed_by(name))
+
+
+@pytest.fixture(scope="module")
 def printed(page_run):
     """Everything the page's shown blocks printed, in page order."""
     return page_run.printed

@@ -47,6 +47,18 @@ def test_a_cpu_run_is_described_with_its_threads_and_load(tmp_path):
     assert lines[-1] == "2 threads; load average 0.25 at the start, 1.50 at the end"
 
 
+def test_one_thread_is_one_thread_in_new_records_and_in_old_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(records.torch, "get_num_threads", lambda: 1)
+    assert records.device_description("cpu").endswith("(1 thread)")
+    records.write_record(
+        "run", {"threads": 1, "load_average": [0, 0]}, [records.ROOT / BENCHMARK], "cpu", "x", tmp_path
+    )
+    record = records.read_record("run", records_dir=tmp_path)
+    record["provenance"]["device_name"] = "AMD EPYC (1 threads)"  # as records made before the fix say
+    assert "AMD EPYC (1 thread)\n" in records.describe(record)
+    assert records.describe_cpu_run(record).endswith("1 thread; load average 0.00 at the start, 0.00 at the end")
+
+
 def test_a_changed_hash_makes_the_record_stale():
     record = {"name": "demo", "provenance": {"producers": [BENCHMARK], "code_hash": "0" * 64, "command": "python -m x"}}
     with pytest.raises(records.StaleRecordError, match="re-run `python -m x`"):

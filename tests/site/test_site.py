@@ -83,6 +83,18 @@ def test_a_stored_run_is_stale_when_its_code_its_environment_or_a_file_it_read_c
     assert execution.stale_reason(None, code) == "no earlier run"
 
 
+def test_the_environment_key_ignores_what_libraries_set_in_a_test_process_and_not_a_locale(monkeypatch):
+    """scikit-learn sets KMP_* when imported, inductor its cache folder: a page run stored from a shell stays current
+    in a test process. A variable the output may depend on still changes the key."""
+    environment = execution.environment.__wrapped__  # not the value cached for this process
+    before = environment()
+    for name in execution.SET_BY_LIBRARIES:
+        monkeypatch.setenv(name, "set-by-a-library")
+    assert environment() == before
+    monkeypatch.setenv("TZ", "Pacific/Auckland")
+    assert environment()["variables"] != before["variables"]
+
+
 def test_every_page_run_stays_within_its_cpu_budget():
     """A page's code runs at every build: seconds, not minutes (a full training run belongs in a recorded run)."""
     budget = 120  # CPU seconds of one page's run, one thread
