@@ -4,7 +4,8 @@ Real data on disk (scikit-learn's 1,797 handwritten 8 x 8 digits written out as
 PNG files and a CSV, as a reader's own data looks) loaded with Dataset,
 DataLoader and transforms.v2. Definitions are at module level (the datasets and
 collate functions are importable, so that DataLoader workers started with
-"spawn" find them); what the page runs is at the end, at module level.
+"forkserver" or "spawn" find them); what the page runs is at the end, at module
+level.
 """
 
 # --8<-- [start:write-files]
@@ -42,44 +43,70 @@ def write_digit_files(root):
 
 # --8<-- [start:csv-dataset]
 import csv
+import os
 from pathlib import Path
 
+import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 
 class CsvImageDataset(Dataset):
-    """Images listed in a CSV file (columns file, label), read one per item."""
+    """Images listed in a CSV file (columns file, label), read one per item.
 
-    def __init__(self, csv_path, num_classes, transform=None):
-        self.transform = transform
-        self.items = []  # (path, label): file names only, no pixels in memory
-        root = Path(csv_path).parent
+    shape: the shape every transformed item must have (None: not checked).
+    check_files: test that every file exists now (one request per row: turn it
+    off on a network file system with millions of files).
+    """
+
+    def __init__(
+        self, csv_path, num_classes, transform=None, shape=None, check_files=True
+    ):
+        self.transform, self.shape = transform, shape
+        root, paths, labels = Path(csv_path).parent, [], []
         with open(csv_path, newline="") as file:
-            for line, row in enumerate(csv.DictReader(file), start=2):
-                path, label = root / row["file"], int(row["label"])
-                if not path.is_file():  # fail now, not in the middle of epoch 3
-                    raise FileNotFoundError(f"{csv_path}:{line}: no file {path}")
-                if not 0 <= label < num_classes:
+            rows = csv.DictReader(file)
+            if not {"file", "label"} <= set(rows.fieldnames or []):
+                raise ValueError(
+                    f"{csv_path}:1: the header must name the columns file and "
+                    f"label, not {rows.fieldnames}"
+                )
+            for line, row in enumerate(rows, start=2):
+                label = (row["label"] or "").strip()  # None: a short row
+                if not label.isdecimal() or int(label) >= num_classes:
                     raise ValueError(
-                        f"{csv_path}:{line}: label {label} is not one of the "
+                        f"{csv_path}:{line}: label {label!r} is not one of the "
                         f"{num_classes} classes 0..{num_classes - 1}"
                     )
-                self.items.append((path, label))
+                path = root / (row["file"] or "")
+                if check_files and not path.is_file():  # now, not in epoch 3
+                    raise FileNotFoundError(f"{csv_path}:{line}: no file {path}")
+                paths.append(str(path))
+                labels.append(int(label))
+        # one array of names (as bytes) and one tensor of labels, not a list of
+        # Python objects: worker processes read them without copying them
+        names = np.array([os.fsencode(path) for path in paths])
+        self.paths, self.labels = names, torch.tensor(labels)
 
     def __len__(self):
-        return len(self.items)
+        return len(self.labels)
 
     def __getitem__(self, index):
-        path, label = self.items[index]
+        path = os.fsdecode(self.paths[index])  # bytes back to a str
         try:
             with Image.open(path) as image:  # read lazily: only this item
-                image = image.convert("L")
+                image = image.convert("L")  # 8-bit files: one gray channel
         except OSError as error:  # a missing, truncated or non-image file
             raise OSError(f"item {index}: cannot read {path}: {error}") from error
         if self.transform is not None:
             image = self.transform(image)
-        return image, label
+        if self.shape is not None and tuple(image.shape) != self.shape:
+            raise ValueError(
+                f"item {index} ({path}) has shape {tuple(image.shape)}, not "
+                f"{self.shape}: resize it in the transform"
+            )
+        return image, int(self.labels[index])
 
 
 # --8<-- [end:csv-dataset]
@@ -118,20 +145,26 @@ class CsvImageStream(IterableDataset):
 
 
 # --8<-- [start:split]
+import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 
-def stratified_split(labels, fractions, seed):
-    """Indices of splits that keep each class's share (for example 70/15/15)."""
-    generator = torch.Generator().manual_seed(seed)
-    parts = [[] for _ in fractions]
-    for label in labels.unique():
-        members = (labels == label).nonzero().squeeze(1)
-        members = members[torch.randperm(len(members), generator=generator)]
-        bounds = (torch.tensor(fractions).cumsum(0) * len(members)).round().int()
-        for part, start, end in zip(parts, [0, *bounds[:-1]], bounds):
-            part.append(members[start:end])
-    return [torch.cat(part).sort().values for part in parts]
+def stratified_split(labels, seed, validation=0.15, test=0.15):
+    """Train, validation and test indices that keep each class's share:
+    scikit-learn's train_test_split, twice (it checks the fractions)."""
+    labels = np.asarray(labels)
+    everything = np.arange(len(labels))
+    train, rest = train_test_split(
+        everything, test_size=validation + test, stratify=labels, random_state=seed
+    )
+    validation, test = train_test_split(
+        rest,
+        test_size=test / (validation + test),
+        stratify=labels[rest],
+        random_state=seed,
+    )
+    return [torch.from_numpy(np.sort(part)) for part in (train, validation, test)]
 
 
 # --8<-- [end:split]
@@ -152,55 +185,6 @@ def pad_collate(batch):
 
 
 # --8<-- [end:collate]
-
-
-# --8<-- [start:checked-collate]
-import torch
-from torch.utils.data import default_collate
-
-
-def checked_collate(batch):
-    """default_collate, with an error that names the item whose shape differs."""
-    first = batch[0][0].shape
-    for number, (image, _label) in enumerate(batch):
-        if image.shape != first:
-            raise ValueError(
-                f"batch item {number} has shape {tuple(image.shape)}, item 0 has "
-                f"{tuple(first)}: resize in the transform, or pad in a collate_fn"
-            )
-    return default_collate(batch)
-
-
-# --8<-- [end:checked-collate]
-
-
-# --8<-- [start:worker-seeding]
-import numpy as np
-from torch.utils.data import Dataset, get_worker_info
-
-
-class NoisyDigits(Dataset):
-    """Each item draws a random number from the dataset's own NumPy generator."""
-
-    def __init__(self, size=8, seed=0):
-        self.size, self.rng = size, np.random.default_rng(seed)
-
-    def __len__(self):
-        return self.size
-
-    def __getitem__(self, index):
-        return float(self.rng.random())  # stands in for a random crop or noise
-
-
-def seed_worker(worker_id):
-    """In each worker, give the dataset a generator of its own, from the seed
-    PyTorch chose for that worker (different per worker, fixed by the
-    DataLoader's generator)."""
-    worker = get_worker_info()
-    worker.dataset.rng = np.random.default_rng(worker.seed)
-
-
-# --8<-- [end:worker-seeding]
 
 
 # What the page runs, in page order, at module level as on the page:
@@ -239,7 +223,6 @@ if __name__ == "__main__":
     # --8<-- [end:protocol]
 
     # --8<-- [start:csv-dataset-demo]
-    import torch
     from torchvision.transforms import v2
 
     to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
@@ -262,9 +245,7 @@ if __name__ == "__main__":
     folder = ImageFolder(root / "images", transform=to_tensor)
     print(folder.classes, len(folder))
     print("item 0:", tuple(folder[0][0].shape), "label", folder[0][1])
-    gray = v2.Compose(
-        [v2.Grayscale(), to_tensor]
-    )  # ImageFolder opens images as RGB
+    gray = v2.Compose([v2.Grayscale(), to_tensor])  # ImageFolder opens RGB
     folder = ImageFolder(root / "images", transform=gray)
     print("with Grayscale():", tuple(folder[0][0].shape))
     # --8<-- [end:image-folder]
@@ -285,28 +266,27 @@ if __name__ == "__main__":
     # --8<-- [start:split-demo]
     from torch.utils.data import Subset, random_split
 
-    all_labels = torch.tensor([label for _path, label in dataset.items])
     generator = torch.Generator().manual_seed(0)
     parts = random_split(dataset, [0.7, 0.15, 0.15], generator=generator)
     print("random_split:", [len(part) for part in parts])
 
-    splits = stratified_split(all_labels, [0.7, 0.15, 0.15], seed=0)
+    splits = stratified_split(dataset.labels, seed=0)
     train_index, val_index, test_index = splits
-    train_set, val_set, test_set = (
-        Subset(dataset, index.tolist())
-        for index in (train_index, val_index, test_index)
-    )
-    print("stratified:  ", [len(part) for part in (train_set, val_set, test_set)])
-    for name, index in [
-        ("all", torch.arange(len(all_labels))),
-        ("test", test_index),
-    ]:
-        share = all_labels[index].bincount(minlength=10) / len(index)
-        print(f"{name:>4} class shares:", " ".join(f"{s:.3f}" for s in share))
+    print("stratified:  ", [len(index) for index in splits])
+
+    def shares(index):  # each class's share of a split, in percent
+        counts = dataset.labels[index].bincount(minlength=10)
+        return " ".join(f"{100 * count / len(index):4.1f}" for count in counts)
+
+    print("class shares (%):         ", " ".join(f"{d:>4}" for d in range(10)))
+    print("  all the data:           ", shares(torch.arange(len(dataset))))
+    print("  random_split, test part:", shares(torch.tensor(parts[2].indices)))
+    print("  stratified, test split: ", shares(test_index))
     # --8<-- [end:split-demo]
 
     # --8<-- [start:stats]
-    train_pixels = torch.stack([train_set[i][0] for i in range(len(train_set))])
+    train_plain = Subset(dataset, train_index.tolist())  # ToImage, ToDtype only
+    train_pixels = torch.stack([image for image, _label in train_plain])
     mean, std = train_pixels.mean().item(), train_pixels.std().item()
     print(f"training pixels: mean {mean:.4f}, std {std:.4f}")
 
@@ -314,8 +294,7 @@ if __name__ == "__main__":
     evaluate_transform = v2.Compose(
         [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), normalize]
     )
-    dataset.transform = evaluate_transform  # train, val and test share it
-    normed = torch.stack([train_set[i][0] for i in range(len(train_set))])
+    normed = torch.stack([evaluate_transform(image) for image in train_pixels])
     print(f"after Normalize: mean {normed.mean():.4f}, std {normed.std():.4f}")
     # --8<-- [end:stats]
 
@@ -327,11 +306,11 @@ if __name__ == "__main__":
             v2.ToImage(),
             v2.RandomAffine(degrees=15, translate=(0.15, 0.15), scale=(0.85, 1.1)),
             v2.ToDtype(torch.float32, scale=True),
-            v2.RandomErasing(p=0.5, scale=(0.05, 0.15), value=0),
+            v2.RandomErasing(p=0.5, scale=(0.05, 0.15), value=0),  # 0: no ink
             normalize,
         ]
     )
-    path, label = dataset.items[0]
+    path, label = os.fsdecode(dataset.paths[0]), int(dataset.labels[0])
     original = Image.open(path).convert("L")
     torch.manual_seed(0)  # v2's random transforms draw from torch's generator
     versions = [augment(original) for _ in range(7)]
@@ -344,6 +323,17 @@ if __name__ == "__main__":
     differ = not torch.equal(versions[0], versions[1])
     print("each call draws new parameters:", differ)
     # --8<-- [end:augment]
+
+    # --8<-- [start:train-evaluate]
+    for_training = CsvImageDataset(csv_path, 10, transform=augment)
+    for_evaluation = CsvImageDataset(csv_path, 10, transform=evaluate_transform)
+    train_set = Subset(for_training, train_index.tolist())
+    val_set = Subset(for_evaluation, val_index.tolist())
+    test_set = Subset(for_evaluation, test_index.tolist())
+    for name, part in [("training", train_set), ("validation", val_set)]:
+        same = torch.equal(part[0][0], part[0][0])
+        print(f"{name} item 0, read twice, identical: {same}")
+    # --8<-- [end:train-evaluate]
 
     # --8<-- [start:batch-transforms]
     one = torch.zeros(1, 8, 8)
@@ -369,7 +359,61 @@ if __name__ == "__main__":
     )
     difference = (v1(original) - evaluate_transform(original)).abs().max().item()
     print("v1 and v2 agree to within 1e-6:", difference < 1e-6)
+    moved = transforms.RandomAffine(degrees=0, translate=(0.3, 0.3))(batch)
+    print(
+        "v1 on a batch:",
+        tuple(moved.shape),
+        "moved alike:",
+        moved.eq(moved[0]).all().item(),
+    )
     # --8<-- [end:v1]
+
+    # --8<-- [start:sizes]
+    from torchvision.models import ResNet18_Weights
+
+    photos = root / "photos"  # real photos: each its own size, in colour
+    photos.mkdir(exist_ok=True)
+    for number, (width, height) in enumerate([(40, 30), (64, 64), (23, 57)]):
+        small = Image.open(os.fsdecode(dataset.paths[number])).convert("RGB")
+        small.resize((width, height)).save(photos / f"{number}.png")
+
+    train_resize = v2.Compose(  # on uint8 images: crop, resize, then floats
+        [v2.ToImage(), v2.RandomResizedCrop(24, scale=(0.5, 1.0))]
+    )
+    evaluate_resize = v2.Compose([v2.ToImage(), v2.Resize(28), v2.CenterCrop(24)])
+    to_float = v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize((mean,), (std,))]
+    )
+    for path in sorted(photos.iterdir()):
+        with Image.open(path) as image:
+            image = image.convert("L")
+        trained, evaluated = train_resize(image), evaluate_resize(image)
+        print(
+            f"{path.name}: {image.width} x {image.height} -> {trained.dtype} "
+            f"train {tuple(to_float(trained).shape)}, "
+            f"evaluate {tuple(to_float(evaluated).shape)}"
+        )
+
+    deep = np.array([[0, 1000, 30000, 65535]], dtype=np.uint16)  # 16 bits
+    Image.fromarray(deep).save(photos / "deep.png")
+    with Image.open(photos / "deep.png") as image:
+        print(
+            f"16-bit ({image.mode}), convert('L'):", np.asarray(image.convert("L"))
+        )
+        as_read = v2.ToImage()(image)  # no convert: the 16 bits kept
+    scaled = v2.ToDtype(torch.float32, scale=True)(as_read)
+    print("ToImage keeps", as_read.dtype)
+    print("ToDtype(scale=True):", scaled.flatten())
+
+    clear_red = Image.new("RGBA", (1, 1), (255, 0, 0, 0))  # fully transparent
+    on_white = Image.alpha_composite(Image.new("RGBA", (1, 1), "white"), clear_red)
+    print("transparent red, convert('L'):", clear_red.convert("L").getpixel((0, 0)))
+    print("  composited on white first:  ", on_white.convert("L").getpixel((0, 0)))
+
+    pretrained = ResNet18_Weights.DEFAULT.transforms()  # no download: a recipe
+    print("ResNet18_Weights:", pretrained.resize_size, pretrained.crop_size)
+    print("  mean", pretrained.mean, "std", pretrained.std)
+    # --8<-- [end:sizes]
 
     # --8<-- [start:loader]
     loader = DataLoader(
@@ -406,8 +450,8 @@ if __name__ == "__main__":
     vocabulary = {
         char: number + 1 for number, char in enumerate(sorted(set("".join(words))))
     }
-    items = [
-        (torch.tensor([vocabulary[c] for c in word]), len(word) > 5)
+    items = [  # (characters as numbers, label: 1 for a word longer than 5)
+        (torch.tensor([vocabulary[c] for c in word]), int(len(word) > 5))
         for word in words
     ]
 
@@ -419,143 +463,62 @@ if __name__ == "__main__":
     print("lengths:", mask.sum(dim=1).tolist(), "| labels:", targets.tolist())
     # --8<-- [end:collate-demo]
 
+    # --8<-- [start:collate-models]
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    embed = nn.Embedding(len(vocabulary) + 1, 8, padding_idx=0)
+    vectors = embed(padded)  # 3 x 6 x 8
+    attention = nn.MultiheadAttention(8, num_heads=2, batch_first=True)
+    _, weights = attention(vectors, vectors, vectors, key_padding_mask=~mask)
+    print(
+        "attention paid to padding:",
+        weights[~mask[:, None, :].expand_as(weights)].sum().item(),
+    )
+
+    lstm = nn.LSTM(8, 16, batch_first=True)
+    lengths = mask.sum(dim=1)
+    packed = pack_padded_sequence(
+        vectors, lengths.cpu(), batch_first=True, enforce_sorted=False
+    )
+    _, (last, _) = lstm(packed)  # each word's state after its last real character
+    alone, _ = lstm(vectors[1, : lengths[1]])  # "grad" by itself, unpadded
+    print(
+        "LSTM state after 'grad', padded batch = alone:",
+        torch.allclose(last[0, 1], alone[-1], atol=1e-6),
+    )
+    # --8<-- [end:collate-models]
+
     # --8<-- [start:sampler]
     from torch.utils.data import WeightedRandomSampler
 
-    keep = [i for i in train_index.tolist() if all_labels[i] != 0 or i % 10 == 0]
-    rare = Subset(dataset, keep)  # digit 0 kept at about one in ten
-    rare_labels = all_labels[keep]
+    train_labels = dataset.labels[train_index]
+    zeros = train_index[train_labels == 0]
+    keep = torch.cat([train_index[train_labels != 0], zeros[:8]])  # 8 zeros left
+    rare = Subset(for_evaluation, keep.tolist())
+    rare_labels = dataset.labels[keep]
     counts = rare_labels.bincount(minlength=10)
     print("items per class:    ", counts.tolist())
 
-    weights = (
-        1.0 / counts[rare_labels].double()
-    )  # each class gets the same total weight
+    weights = 1.0 / counts[rare_labels].double()  # every class: the same total
     sampler = WeightedRandomSampler(
         weights,
         num_samples=len(rare),
         replacement=True,
         generator=torch.Generator().manual_seed(0),
     )
-    drawn = torch.cat(
-        [y for _x, y in DataLoader(rare, batch_size=128, sampler=sampler)]
-    )
-    print("drawn in one epoch: ", drawn.bincount(minlength=10).tolist())
-    # --8<-- [end:sampler]
-
-    # --8<-- [start:workers]
-    import time
-
-    def seconds_per_pass(loader, passes=2):
-        for _ in range(passes):  # the last pass: workers (if any) are already up
-            start = time.perf_counter()
-            for _batch in loader:
-                pass
-        return time.perf_counter() - start
-
-    timings = {}
-    for workers in (0, 1, 2):
-        loader = DataLoader(
-            dataset,
-            batch_size=64,
-            shuffle=True,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers else None,
-        )
-        timings[f"files, {workers} workers"] = seconds_per_pass(loader)
-
-    everything = torch.stack([dataset[i][0] for i in range(len(dataset))])  # once
-    targets = torch.tensor([label for _path, label in dataset.items])
-    order = torch.randperm(len(targets))
-
-    def preloaded_pass():
-        start = time.perf_counter()
-        for begin in range(0, len(order), 64):
-            index = order[begin : begin + 64]
-            _images, _labels = everything[index], targets[index]
-        return time.perf_counter() - start
-
-    # the fastest of 3 passes: one pause (Python's garbage collection, another
-    # process) can make a pass this short many times longer
-    timings["preloaded tensor"] = min(preloaded_pass() for _ in range(3))
-
-    for name, seconds in timings.items():
-        print(
-            f"{name:18} {seconds * 1000:7.1f} ms per pass, "
-            f"{len(dataset) / seconds:9,.0f} items/s"
-        )
-    # --8<-- [end:workers]
-
-    # --8<-- [start:worker-seeding-demo]
-    def draws(loader):
-        return [round(x, 3) for x in torch.cat(list(loader)).tolist()]
-
-    print("0 workers:", draws(DataLoader(NoisyDigits(), batch_size=2)))
+    drawn = list(sampler)  # one epoch's positions in rare
     print(
-        "2 workers:", draws(DataLoader(NoisyDigits(), batch_size=2, num_workers=2))
+        "drawn in one epoch: ", rare_labels[drawn].bincount(minlength=10).tolist()
     )
-
-    def seeded_loader(seed):  # a new generator each time: using one consumes it
-        generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            NoisyDigits(),
-            batch_size=2,
-            num_workers=2,
-            worker_init_fn=seed_worker,
-            generator=generator,
-        )
-
-    print("seeded:   ", draws(seeded_loader(0)))
-    print("again:    ", draws(seeded_loader(0)))
-    # --8<-- [end:worker-seeding-demo]
-
-    # --8<-- [start:spawn]
-    import re
-    import subprocess
-    import sys
-    import textwrap
-
-    loading = textwrap.dedent("""\
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    def main():
-        data = TensorDataset(torch.arange(6.0))
-        loader = DataLoader(data, batch_size=3, num_workers=1,
-                            multiprocessing_context="spawn", timeout=60)
-        print([batch.tolist() for (batch,) in loader])
-    """)
-    scripts = {
-        "guarded.py": loading + 'if __name__ == "__main__":\n    main()\n',
-        "unguarded.py": loading + "main()\n",
-    }
-    runs = {}
-    for name, text in scripts.items():  # both at once: each worker imports torch
-        (root / name).write_text(text)
-        command = [sys.executable, name]
-        runs[name] = subprocess.Popen(
-            command,
-            cwd=root,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    for name, run in runs.items():
-        out, err = run.communicate(timeout=120)
-        last = (out or err).strip().splitlines()[-1]
-        last = re.sub(r" \(pid\(s\) [\d, ]+\)", "", last)  # the pid changes
-        print(f"{name}: exit code {run.returncode}\n  last line: {last}")
-        said = [line.strip() for line in err.splitlines()]
-        first = "An attempt has been made to start a new process before the"
-        if first in said:
-            start = said.index(first)
-            message = " ".join(said[start : start + 2])
-            print(textwrap.fill(f"  the worker said: {message}", 80))
-    # --8<-- [end:spawn]
+    distinct = rare_labels[sorted(set(drawn))].bincount(minlength=10)
+    print("distinct items seen:", distinct.tolist())
+    # --8<-- [end:sampler]
 
     # --8<-- [start:errors]
     import shutil
+    import textwrap
 
     broken = Path(tempfile.mkdtemp())
     shutil.copytree(root / "images", broken / "images")
@@ -566,53 +529,29 @@ if __name__ == "__main__":
     (broken / "label.csv").write_text(
         "\n".join([*rows[:3], rows[3].rsplit(",")[0] + ",12"])
     )
+    (broken / "header.csv").write_text("\n".join(["path,label", *rows[1:3]]))
     (broken / "images" / "5" / "0005.png").write_bytes(b"not a PNG file")
     (broken / "unreadable.csv").write_text(
         "\n".join([rows[0], "images/5/0005.png,5"])
     )
+    Image.new("L", (7, 8)).save(broken / "images" / "5" / "0006.png")  # 7 wide
+    (broken / "sizes.csv").write_text("\n".join([*rows[:3], "images/5/0006.png,5"]))
 
-    for name in ["missing.csv", "label.csv", "unreadable.csv"]:
+    for name in ["missing.csv", "label.csv", "header.csv", "unreadable.csv"]:
         try:
             CsvImageDataset(broken / name, num_classes=10, transform=to_tensor)[0]
         except (OSError, ValueError) as error:
             message = str(error).replace(str(broken), "...")
             print(textwrap.fill(f"{type(error).__name__}: {message}", 80))
 
-    mixed = [(torch.zeros(1, 8, 8), 0), (torch.zeros(1, 8, 7), 1)]
-    for collate in (None, checked_collate):
+    for shape in (None, (1, 8, 8)):  # not checked, then checked in the dataset
+        sizes = CsvImageDataset(broken / "sizes.csv", 10, to_tensor, shape=shape)
         try:
-            next(iter(DataLoader(mixed, batch_size=2, collate_fn=collate)))
+            next(iter(DataLoader(sizes, batch_size=3)))
         except (RuntimeError, ValueError) as error:
-            print(textwrap.fill(f"{type(error).__name__}: {error}", 80))
+            message = str(error).replace(str(broken), "...")
+            print(textwrap.fill(f"{type(error).__name__}: {message}", 80))
     # --8<-- [end:errors]
-
-    # --8<-- [start:worker-failures]
-    import os
-
-    class Crashes(Dataset):  # a worker that dies (out of memory, a segfault...)
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, index):
-            if index == 5:
-                os._exit(1)
-            return str(index)  # not a tensor: nothing shared with a dead process
-
-    class Hangs(Crashes):  # a worker stuck on a network drive, or a deadlock
-        def __getitem__(self, index):
-            if index == 5:
-                time.sleep(6)  # longer than the timeout below
-            return str(index)
-
-    for dataset_class in (Crashes, Hangs):
-        try:
-            list(
-                DataLoader(dataset_class(), batch_size=2, num_workers=2, timeout=3)
-            )
-        except RuntimeError as error:
-            message = re.sub(r" \(pid\S* [\d, ]+\)", "", str(error).split(". ")[0])
-            print(f"{dataset_class.__name__}: {message}")
-    # --8<-- [end:worker-failures]
 
     # --8<-- [start:exercise-tabular]
     from sklearn.datasets import load_digits
@@ -621,10 +560,8 @@ if __name__ == "__main__":
         """Rows of a CSV of numbers: every column a feature, the last the label."""
 
         def __init__(self, csv_path):
-            rows = csv_path.read_text().splitlines()[1:]  # skip the header
-            values = torch.tensor(
-                [[float(v) for v in row.split(",")] for row in rows]
-            )
+            values = np.loadtxt(csv_path, delimiter=",", skiprows=1, ndmin=2)
+            values = torch.from_numpy(values).float()
             self.features, self.labels = values[:, :-1], values[:, -1].long()
 
         def __len__(self):
@@ -636,10 +573,8 @@ if __name__ == "__main__":
     digits = load_digits()  # the same digits as a table: 64 pixel columns
     table = root / "table.csv"
     header = ",".join([f"pixel{i}" for i in range(64)] + ["label"])
-    lines = [
-        ",".join(map(str, [*x, y])) for x, y in zip(digits.data, digits.target)
-    ]
-    table.write_text("\n".join([header, *lines]))
+    columns = np.column_stack([digits.data, digits.target])
+    np.savetxt(table, columns, fmt="%g", delimiter=",", header=header, comments="")
     features, labels = next(iter(DataLoader(TableDataset(table), batch_size=16)))
     print(tuple(features.shape), features.dtype, labels[:8].tolist())
     # --8<-- [end:exercise-tabular]
@@ -662,11 +597,8 @@ if __name__ == "__main__":
         """Each epoch: the same number of indices from every class, shuffled."""
 
         def __init__(self, labels, per_class, generator):
-            self.labels, self.per_class, self.generator = (
-                labels,
-                per_class,
-                generator,
-            )
+            self.labels, self.per_class = labels, per_class
+            self.generator = generator
 
         def __len__(self):
             return self.per_class * len(self.labels.unique())
@@ -675,16 +607,13 @@ if __name__ == "__main__":
             chosen = []
             for label in self.labels.unique():
                 members = (self.labels == label).nonzero().squeeze(1)
-                picks = torch.randint(
+                picks = torch.randint(  # with replacement: rare classes repeat
                     len(members), (self.per_class,), generator=self.generator
                 )
-                chosen.append(
-                    members[picks]
-                )  # with replacement: rare classes repeat
+                chosen.append(members[picks])
             order = torch.cat(chosen)
-            yield from order[
-                torch.randperm(len(order), generator=self.generator)
-            ].tolist()
+            shuffled = torch.randperm(len(order), generator=self.generator)
+            yield from order[shuffled].tolist()
 
     balanced = BalancedSampler(rare_labels, 50, torch.Generator().manual_seed(0))
     drawn = rare_labels[list(balanced)]
