@@ -7,10 +7,13 @@ Launches snippets/distributed.py with torchrun (CPU, gloo): a crash-and-restart
 run whose log the page shows, the memory per rank of DDP and FSDP2, the time per
 epoch with 1 and 2 processes and the share of it spent communicating, and the
 exit abort of torch 2.14 counted over many launches with and without the
-script's os._exit. ``--record`` writes docs/records/distributed.json. Record on
-an idle machine: the timings and the abort rate depend on the load.
+script's --fast-exit (os._exit). ``--record`` writes
+docs/records/distributed.json. Record on an idle machine: the timings and the
+abort rate depend on the load.
 
-The launch helpers are shared with tests/test_distributed.py.
+The launch helpers are shared with tests/test_distributed.py. They launch the
+script with --fast-exit unless told otherwise, so that the dozens of launches of
+a test run do not fail on that abort.
 """
 
 import argparse
@@ -52,9 +55,18 @@ def free_port():
 
 class Launch:
     """A torchrun launcher in its own process group: killed with all its workers
-    on timeout or on leaving the with block."""
+    on timeout or on leaving the with block. fast_exit: pass --fast-exit."""
 
-    def __init__(self, launcher_args, script_args, cwd, timeout=120, merge=False):
+    def __init__(
+        self,
+        launcher_args,
+        script_args,
+        cwd,
+        timeout=120,
+        merge=False,
+        fast_exit=True,
+    ):
+        script_args = [*script_args, *(["--fast-exit"] if fast_exit else [])]
         command = [*TORCHRUN, *launcher_args, str(SCRIPT), *script_args]
         self.timeout = timeout
         self.process = subprocess.Popen(
@@ -109,9 +121,11 @@ class Launch:
         self.process.communicate()
 
 
-def standalone(nproc, script_args, cwd, timeout=120, extra=(), merge=False):
+def standalone(
+    nproc, script_args, cwd, timeout=120, extra=(), merge=False, fast_exit=True
+):
     launcher = ["--standalone", "--nproc-per-node", str(nproc), *extra]
-    return Launch(launcher, script_args, cwd, timeout, merge)
+    return Launch(launcher, script_args, cwd, timeout, merge, fast_exit)
 
 
 def worker_pids(launcher_pid):
@@ -341,16 +355,15 @@ def scaling(tmp, samples=16384, hidden=256, epochs=3, nprocs=(1, 2)):
 
 
 def exit_aborts(tmp, launches, parallel=2):
-    """Launch the small run `launches` times with the script's os._exit and as
-    many times without (--plain-exit), `parallel` at a time, interleaved."""
+    """Launch the small run `launches` times with the script's --fast-exit
+    (os._exit) and as many times without, `parallel` at a time, interleaved."""
 
     def one(job):
         index, plain = job
         out = Path(tmp) / f"exit-{index}"
         out.mkdir()
         args = ["--epochs", "4", "--samples", "1024"]
-        args += ["--plain-exit"] if plain else []
-        with standalone(2, args, out, timeout=120) as launch:
+        with standalone(2, args, out, timeout=120, fast_exit=not plain) as launch:
             code, stdout, stderr, _ = launch.wait()
         return plain, code, ABORT in stderr, stdout.count("epoch ") == 4
 
@@ -391,7 +404,7 @@ def main(argv=None):
     if args.worker:
         scaling_worker(*args.worker)
         sys.stdout.flush()
-        os._exit(0)  # as the chapter's script does (the exit abort)
+        os._exit(0)  # as the chapter's script does with --fast-exit
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         crash, attempts = reported_crash_run(tmp)

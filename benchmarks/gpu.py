@@ -11,7 +11,8 @@ with the reason. The CPU's vector instruction sets are recorded with it. Variant
 - ``on-device``: the whole dataset preloaded on the device, batches by indexing;
 - ``amp``: on-device + autocast (bfloat16; float16 with a GradScaler where
   bfloat16 is not supported);
-- ``compile``: on-device + torch.compile (its first epoch includes compiling).
+- ``compile``: on-device + the model compiled in place with ``model.compile()``
+  (its first epoch includes compiling).
 """
 
 import argparse
@@ -61,13 +62,9 @@ def amp_dtype(device):
     return torch.bfloat16
 
 
-def train_epoch(
-    model, step_model, optimizer, batches, device, amp, scaler, scheduler
-):
-    """One epoch; returns the number of images seen.
-
-    step_model is model, or torch.compile(model); amp is None or a 16-bit dtype.
-    """
+def train_epoch(model, optimizer, batches, device, amp, scaler, scheduler):
+    """One epoch; returns the number of images seen. model may be compiled in
+    place (model.compile()); amp is None or a 16-bit dtype."""
     model.train()
     seen = 0
     for images, labels in batches:
@@ -76,7 +73,7 @@ def train_epoch(
         labels = labels.to(device, non_blocking=True)
         dtype = amp or torch.float32
         with torch.autocast(device.type, dtype=dtype, enabled=amp is not None):
-            loss = nn.functional.cross_entropy(step_model(images), labels)
+            loss = nn.functional.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -98,11 +95,12 @@ def train_epoch(
 def accuracy(model, images, labels, batch_size=2000):
     model.eval()
     correct = 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size])
-        correct += (
-            (logits.argmax(1) == labels[start : start + batch_size]).sum().item()
-        )
+    # a compiled model evaluates eagerly: no compilation for evaluation's shapes
+    with torch.compiler.set_stance("force_eager"):
+        for start in range(0, len(images), batch_size):
+            batch = slice(start, start + batch_size)
+            predicted = model(images[batch]).argmax(1)
+            correct += (predicted == labels[batch]).sum().item()
     return correct / len(images)
 
 
@@ -141,13 +139,13 @@ def run_variant(
     model = build_model(hidden).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     # One-cycle over max_epochs (the MNIST chapter's recipe); lr is its peak.
-    steps_per_epoch = (
-        len(train_set) // batch_size
-    )  # every variant drops the last partial batch
+    # Every variant drops the last partial batch.
+    steps_per_epoch = len(train_set) // batch_size
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=max_epochs * steps_per_epoch
     )
-    step_model = torch.compile(model) if variant == "compile" else model
+    if variant == "compile":
+        model.compile()  # in place, as the chapter recommends
     amp = amp_dtype(device) if variant == "amp" else None
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     test_images, test_labels = preload(*test_set, device)
@@ -187,7 +185,6 @@ def run_variant(
         start = time.perf_counter()
         seen = train_epoch(
             model,
-            step_model,
             optimizer,
             epoch_batches(),
             device,
@@ -201,9 +198,8 @@ def run_variant(
         if accuracies[-1] >= target:
             time_to_target, epochs_to_target = sum(epoch_s), len(epoch_s)
             break
-    steady = (
-        images_per_s[1:] or images_per_s
-    )  # the first epoch pays warm-up (and compilation)
+    # the first epoch pays warm-up (and compilation)
+    steady = images_per_s[1:] or images_per_s
     return {
         "setup_s": round(setup_s, 3),
         "epoch_s": [round(s, 3) for s in epoch_s],
@@ -239,9 +235,8 @@ def benchmark(train_set, test_set, devices, variants=VARIANTS, **options):
     variant, or None if missing."""
     results = {"cpu": None, "gpu": None}
     missing = {}
-    load_before = os.getloadavg()[
-        0
-    ]  # other work on the machine slows the CPU runs: say how busy it was
+    # other work on the machine slows the CPU runs: say how busy it was
+    load_before = os.getloadavg()[0]
     names = {}
     for device in devices:
         device = torch.device(device)

@@ -53,9 +53,14 @@ ONLY_PAGES = "GUIDE_ONLY_PAGES"
 NOT_RUN = "(not run: this build runs only {pages}; `make build` runs every page)"
 # deprecations are errors: a page whose code calls a deprecated API fails its build
 DRIVER_FLAGS = ("-I", "-W", "error::DeprecationWarning", "-W", "error::FutureWarning")
+# except one that torch 2.13's own ONNX export raises (2.14 does not): the deployment page says so
+DRIVER_FLAGS += ("-W", "ignore:isinstance(treespec, LeafSpec) is deprecated:FutureWarning")
 # environment variables a page's output may depend on (inherited by the run), and the device files of accelerators
 OUTPUT_VARIABLES = ("CUDA_", "HIP_", "ROCR_", "NVIDIA_", "TORCH", "PYTORCH_", "MKL_", "KMP_", "OPENBLAS_", "LC_")
 OUTPUT_VARIABLES += ("MPLCONFIGDIR", "LANG", "TZ")  # not MPLBACKEND, OMP_NUM_THREADS: the run sets them
+# set by libraries inside a process that imported them (scikit-learn; inductor's cache folder), which a test
+# process has and a shell has not: not a reason to run a page again
+SET_BY_LIBRARIES = ("KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "TORCHINDUCTOR_CACHE_DIR")
 DEVICE_FILES = ("nvidia[0-9]*", "kfd", "dri/renderD*", "accel/accel*")
 
 
@@ -147,7 +152,9 @@ def environment():
     # the installed ones (not a project's *.egg-info that the current folder happens to hold)
     installed = metadata.distributions(path=site.getsitepackages())
     distributions = sorted({f"{d.metadata['Name']}=={d.version}".lower() for d in installed if d.metadata["Name"]})
-    variables = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(OUTPUT_VARIABLES))
+    variables = sorted(
+        f"{k}={v}" for k, v in os.environ.items() if k.startswith(OUTPUT_VARIABLES) and k not in SET_BY_LIBRARIES
+    )
     devices = sorted(str(path) for pattern in DEVICE_FILES for path in Path("/dev").glob(pattern))
     return {
         "python": sys.version,

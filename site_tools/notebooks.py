@@ -11,8 +11,12 @@ only this site has:
   (the notebook shows figures itself, ``%matplotlib inline``) and a block that shows a recorded run's results
   becomes a note linking the page, where those results are. No cell imports this repository's code.
 - A section the page shows but does not run (a plain ``python`` fence after a ``pytest.mark.skip`` marker: a full
-  training run, a GPU benchmark) stays a code cell for the reader, tagged ``skip-execution`` so the test skips it,
-  as the site build does.
+  training run, a GPU benchmark) stays a code cell for the reader, tagged ``skip-execution`` so that nbclient skips
+  it, as the site build does. Jupyter's and Colab's "Run all" run it all the same, so it must work in a notebook
+  (after the cells above it, with a network: it may download MNIST, take minutes, use a GPU if there is one).
+  A block that cannot (part of a function of another program, a script for a launcher such as ``torchrun``, code
+  that needs a CUDA GPU) carries ``<!--notebook:listing-->`` before its skip marker: the notebook shows it as a
+  listing, a Markdown cell, never run.
 - Shell fences stay Markdown (commands for a terminal, not cells); links to pages point at the published site.
 - A first code cell sets the runtime up (figures inline).
 
@@ -39,9 +43,10 @@ SKIP_TAG = "skip-execution"  # nbclient skips cells with this tag; Jupyter and C
 _BLOCK = re.compile(r'^(?P<indent> *)(?P<kind>!!!|\?\?\?\+?|===)\s+(?P<type>[\w-]*)\s*(?:"(?P<title>[^"]*)")?')
 _FENCE_OPEN = re.compile(r"^ *(`{3,}|~{3,})")
 _SKIP_MARK = re.compile(r"\n?<!--\s*pytest\.mark\.skip(?:if)?\((?P<args>.*)\)\s*-->\s*$")
-_COMMENT = re.compile(r"^<!--\s*pytest[\w.-]*(?::[\w-]+)?(?:\(.*\))?\s*-->\n?", re.M)
+_LISTING_MARK = re.compile(r"\n?<!--\s*notebook:listing\s*-->\s*$")  # before a skip marker
+_COMMENT = re.compile(r"^<!--\s*(?:pytest[\w.-]*(?::[\w-]+)?(?:\(.*\))?|notebook:[\w-]+)\s*-->\n?", re.M)
 _REASON = re.compile(r"""reason\s*=\s*(["'])(?P<reason>.*?)\1""")
-_TRAILING_COMMENT = re.compile(r"\n*(<!--[^\n]*-->)\s*$")
+_TRAILING_COMMENT = re.compile(r"\n*((?:<!--[^\n]*-->\n?)+)\s*$")
 _INCLUDE = re.compile(r'^\s*--8<--\s+"(?P<target>[^"]+)"\s*$')
 _SHELL_MAGIC = re.compile(r"^%%(?P<lang>bash|sh|zsh)\n")
 _LINK = re.compile(r"(?P<head>!?\[[^\]]*\]\(|^\[[^\]]+\]:\s*)(?P<target>[^)\s]+)", re.M)
@@ -98,7 +103,10 @@ def _hoist_fences(text):
         if fence:
             depth = indent
             end = _fence_end(lines, i, fence[1])
-            out.extend(body[depth:] if body[:depth].isspace() else body.lstrip(" ") for body in lines[i : end + 1])
+            # every line loses the fence's indent (one indented less, all of its own): the code keeps its own
+            out.extend(
+                body[depth:] if body[:depth].strip(" ") == "" else body.lstrip(" ") for body in lines[i : end + 1]
+            )
             i = end + 1
             continue
         out.append(line[depth:] if depth else line)
@@ -129,8 +137,8 @@ def _quote(title, body):
             parts.append("\n".join(seg))
             continue
         text = "\n".join(seg).strip("\n")
-        marker = _TRAILING_COMMENT.search(text)  # a marker for the fence below stays outside the quote
-        text, marker = (text[: marker.start()], marker[1]) if marker else (text, "")
+        marker = _TRAILING_COMMENT.search(text)  # markers for the fence below stay outside the quote
+        text, marker = (text[: marker.start()], marker[1].strip("\n")) if marker else (text, "")
         if title and not parts:
             text = f"**{title}**" + (f"\n\n{text}" if text else "")
         if text:
@@ -217,7 +225,7 @@ class Converter:
         )
         parsed = jupytext.reads(header + text, fmt="md")
 
-        cells, skip_reason = [], None
+        cells, skip_reason, listing = [], None, False
         for cell in parsed.cells:
             source = cell.source
             if cell.cell_type == "markdown":
@@ -226,6 +234,11 @@ class Converter:
                     reason = _REASON.search(mark["args"])
                     skip_reason = reason["reason"] if reason else "not run when the site is built"
                     source = source[: mark.start()]
+                    listing_mark = _LISTING_MARK.search(source)
+                    if listing_mark:
+                        listing, source = True, source[: listing_mark.start()]
+                if _LISTING_MARK.search(source) or "notebook:" in "".join(_COMMENT.findall(source)):
+                    raise ValueError(f"{src_uri}: <!--notebook:listing--> belongs right before a skip marker")
                 source = _COMMENT.sub("", source).strip()
                 if source:
                     cells.append(nbformat.v4.new_markdown_cell(self.absolute_links(source, src_uri)))
@@ -233,7 +246,7 @@ class Converter:
             shell = _SHELL_MAGIC.match(source)
             if shell:  # a command for a terminal: shown, not run
                 cells.append(nbformat.v4.new_markdown_cell(f"```{shell['lang']}\n{source[shell.end() :]}\n```"))
-                skip_reason = None
+                skip_reason, listing = None, False
                 continue
             includes = [_INCLUDE.match(line) for line in source.split("\n") if line.strip()]
             if cell.metadata.get("exec") == "on" and "source" not in cell.metadata:  # hidden on the page
@@ -243,9 +256,13 @@ class Converter:
                 continue
             if includes and all(includes):
                 source = self.expand(source)
+            if listing:  # shown, never run: a Markdown cell
+                cells.append(nbformat.v4.new_markdown_cell(f"```python\n{source}\n```"))
+                skip_reason, listing = None, False
+                continue
             tags = []
             if skip_reason is not None:
-                source = f"# Not run when this notebook is tested: {skip_reason}\n{source}"
+                source = f"# The site's build skips this cell: {skip_reason}\n{source}"
                 tags = [SKIP_TAG]
                 skip_reason = None
             cells.append(nbformat.v4.new_code_cell(source, metadata={"tags": tags} if tags else {}))

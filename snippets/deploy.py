@@ -2,12 +2,12 @@
 
 From a trained model to a program that serves predictions: what to ship,
 torch.export to a .pt2 file, ONNX run by onnxruntime, int8 quantization with
-torchao, how fast each runs, and a small inference program with an HTTP
-endpoint. The program (``python -m snippets.deploy predict IMAGE.png`` and
-``serve``) needs only the exported file, torch, Pillow and the standard library:
-no training code. ``python -m snippets.deploy export FOLDER`` trains the page's
-model and writes it. Definitions are at module level; what the page runs is at
-the end, at module level.
+torchao, how fast each runs, and a small inference program. The program
+(``python -m snippets.deploy predict IMAGE.png``) needs only the exported file,
+torch and Pillow: no training code. ``python -m snippets.deploy export FOLDER``
+trains the page's model and writes it. (The HTTP server is the serving
+chapter's: snippets/serving.py.) Definitions are at module level; what the
+page runs is at the end, at module level.
 """
 
 # --8<-- [start:model]
@@ -78,7 +78,9 @@ def train(model, pixels, labels, epochs=6, batch_size=64, seed=0):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the same weights with any number of cores
+    # one thread: the same weights with any number of cores (on one kind of
+    # CPU: another vector instruction set rounds differently)
+    torch.set_num_threads(1)
     try:
         model.train()
         for _ in range(epochs):
@@ -112,7 +114,8 @@ import torch
 
 
 def export_program(model, example):
-    """The model as an ExportedProgram whose batch size may be 1 to 1024."""
+    """The model as an ExportedProgram whose batch size may be 1 to 1024. The
+    example needs a batch of 2 or more: export takes a size of 1 as a constant."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     # the file keeps the example: a slice would save all of the tensor it views
     example = example.clone()
@@ -121,13 +124,24 @@ def export_program(model, example):
 
 def save_atomic(write, path):
     """write(temporary path), then rename it to ``path``: a crash mid-save
-    leaves the old file whole, never a half-written one."""
+    leaves the old file whole, never a half-written one. The temporary file
+    is hidden (.NAME.XXXX.SUFFIX): a shell's *.pt2 does not pick it up."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
+    )
     os.close(handle)
     try:
-        write(temporary)
+        write(temporary)  # raises to keep the old file (a failed check)
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())  # on disk before the rename makes it visible
         os.replace(temporary, path)
+        if os.name == "posix":  # and the rename itself on disk
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -154,20 +168,33 @@ def export_onnx(model, example, path):
         output_names=["probabilities"],
         verbose=False,
     )
-    save_atomic(program.save, path)
-    onnx.checker.check_model(str(path))
+
+    def write_checked(temporary):
+        # one file: over 2 GB, ONNX needs the weights in a file of their own
+        program.save(temporary, external_data=False)
+        onnx.checker.check_model(temporary)  # a bad file never replaces a good one
+
+    save_atomic(write_checked, path)
 
 
-def onnx_session(path, threads=0):
-    """An onnxruntime session on the CPU (threads=0: its default, one per core);
-    session.run takes NumPy arrays."""
+def onnx_session(path, threads=0, spinning=True):
+    """An onnxruntime session; session.run takes NumPy arrays. threads=0: one
+    per core (onnxruntime's default); spinning=False: idle threads sleep
+    instead of busy-waiting for work (for a server whose cores do other work)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"]
+    # the default level: constant folding, fusions, the CPU's memory layouts
+    options.graph_optimization_level = (
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # the first provider installed wins (CUDA needs the onnxruntime-gpu package)
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers = [p for p in wanted if p in onnxruntime.get_available_providers()]
+    return onnxruntime.InferenceSession(str(path), options, providers=providers)
 
 
 # --8<-- [end:onnx]
@@ -215,7 +242,9 @@ def quantized_int8(model):
     )
 
     quantized = copy.deepcopy(model)
-    quantize_(quantized, Int8DynamicActivationInt8WeightConfig())
+    # set_inductor_config=False: leave torch.compile's global settings alone
+    config = Int8DynamicActivationInt8WeightConfig(set_inductor_config=False)
+    quantize_(quantized, config)
     return quantized
 
 
@@ -229,7 +258,33 @@ def saved_bytes(model):
 # --8<-- [end:quantize]
 
 
+# --8<-- [start:aoti]
+import torch
+
+
+def compile_package(program, path):
+    """AOTInductor: compile an ExportedProgram to machine code for this kind of
+    device (C++ for a CPU, Triton kernels for a GPU) and write it, with its
+    weights, as a .pt2 package. Not the file torch.export.save writes."""
+    from torch._inductor import aoti_compile_and_package
+
+    return aoti_compile_and_package(program, package_path=str(path))
+
+
+def load_package(path):
+    """A compiled package, to call like the model (from C++: the class
+    torch::inductor::AOTIModelPackageLoader). Load only packages you trust.
+    It checks no input (export's guards are gone): call it through predict."""
+    from torch._inductor import aoti_load_package
+
+    return aoti_load_package(str(path))
+
+
+# --8<-- [end:aoti]
+
+
 # --8<-- [start:program]
+import io
 import zipfile
 from pathlib import Path
 
@@ -242,8 +297,11 @@ class InputError(ValueError):
 
 
 def load_program(path):
-    """The exported model of a .pt2 file, ready to call."""
+    """The exported model of a .pt2 file, ready to call. Load only files you
+    trust: torch.export.load unpickles parts of the file."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a directory, not a .pt2 file")
     if not path.is_file():
         raise InputError(f"{path}: no such file (export the model first)")
     if not zipfile.is_zipfile(path):  # a .pt2 file is a zip archive
@@ -261,20 +319,26 @@ def read_digit(file):
         image = Image.open(file)  # reads the header only
     except UnidentifiedImageError:
         raise InputError("not an image (send a PNG file)") from None
-    if image.format != "PNG":
-        raise InputError(f"a {image.format} image: send a PNG")
-    if image.mode != "L":
-        raise InputError(
-            f"image mode {image.mode}: send 8-bit grayscale (image.convert('L'))"
-        )
-    if image.size != (28, 28):  # checked before decoding: no decompression bomb
-        width, height = image.size
-        raise InputError(f"a {width} x {height} image: the model reads 28 x 28")
-    try:
-        image.load()
-    except OSError as error:  # truncated, for example
-        raise InputError(f"a broken image: {error}") from None
-    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    except Image.DecompressionBombError:  # a header that claims > 178M pixels
+        raise InputError("a huge image: the model reads 28 x 28") from None
+    except OSError as error:  # a missing file, a directory, no permission
+        raise InputError(f"{file}: {error.strerror or error}") from None
+    with image:  # closes the file on every way out
+        if image.format != "PNG":
+            raise InputError(f"a {image.format} image: send a PNG")
+        if image.mode != "L":
+            raise InputError(
+                f"image mode {image.mode}: send 8-bit grayscale "
+                "(image.convert('L'))"
+            )
+        if image.size != (28, 28):  # checked before decoding: no decompression bomb
+            width, height = image.size
+            raise InputError(f"a {width} x {height} image: the model reads 28 x 28")
+        try:
+            image.load()
+        except (OSError, SyntaxError) as error:  # truncated, a bad chunk
+            raise InputError(f"a broken image: {error}") from None
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return pixels.reshape(1, 1, 28, 28)
 
 
@@ -296,88 +360,18 @@ def predict(program, pixels):
 # --8<-- [end:program]
 
 
-# --8<-- [start:server]
-import io
-import json
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-MAX_BYTES = 1_000_000  # a 28 x 28 PNG is under 1 kB
-
-
-class PredictionHandler(BaseHTTPRequestHandler):
-    """POST /predict with a PNG as the body answers {"digit", "probability"};
-    GET /health answers {"status": "ok"}. Errors are JSON, never a traceback."""
-
-    program = None  # set by make_server
-    timeout = 10  # seconds a client may take to send its request
-
-    def do_GET(self):
-        if self.path == "/health":
-            self.reply(200, {"status": "ok"})
-        else:
-            self.reply(404, {"error": f"no {self.path}: POST /predict a PNG"})
-
-    def do_POST(self):
-        if self.path != "/predict":
-            return self.reply(404, {"error": f"no {self.path}: POST /predict"})
-        length = self.headers.get("Content-Length", "")
-        if not length.isdigit() or int(length) == 0:
-            return self.reply(400, {"error": "send a PNG image as the body"})
-        if int(length) > MAX_BYTES:
-            return self.reply(413, {"error": f"larger than {MAX_BYTES} bytes"})
-        body = self.rfile.read(int(length))
-        try:
-            [(digit, probability)] = predict(
-                self.program, read_digit(io.BytesIO(body))
-            )
-        except InputError as error:
-            return self.reply(400, {"error": str(error)})
-        except Exception:  # logged here; the client gets no stack trace
-            self.log_error("prediction failed", exc_info=True)
-            return self.reply(500, {"error": "internal error"})
-        self.reply(200, {"digit": digit, "probability": round(probability, 4)})
-
-    def reply(self, status, content):
-        body = json.dumps(content).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_error(self, format, *args, exc_info=False):
-        if exc_info:
-            import traceback
-
-            traceback.print_exc()
-        super().log_error(format, *args)
-
-
-def make_server(program, host="127.0.0.1", port=8000):
-    """A threaded HTTP server answering with ``program`` (port 0: any free one)."""
-    handler = type("Handler", (PredictionHandler,), {"program": program})
-    return ThreadingHTTPServer((host, port), handler)
-
-
-# --8<-- [end:server]
-
-
 # --8<-- [start:main]
 import argparse
 import sys
 
 
 def main(argv=None):
-    """python -m snippets.deploy predict IMAGE.png ... | serve | export FOLDER"""
+    """python -m snippets.deploy predict IMAGE.png ... | export FOLDER"""
     parser = argparse.ArgumentParser(prog="python -m snippets.deploy")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("predict", help="the digit in each PNG")
     run.add_argument("images", nargs="+")
-    serve = commands.add_parser("serve", help="answer POST /predict over HTTP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    for command in (run, serve):
-        command.add_argument("--model", default="digits.pt2")
+    run.add_argument("--model", default="digits.pt2")
     write = commands.add_parser("export", help="train, export, write samples")
     write.add_argument("folder")
     args = parser.parse_args(argv)
@@ -385,19 +379,11 @@ def main(argv=None):
         if args.command == "export":
             return export_to(Path(args.folder))
         program = load_program(args.model)
-        if args.command == "predict":
-            for name in args.images:
-                [(digit, probability)] = predict(program, read_digit(name))
-                print(f"{Path(name).name}: {digit} (probability {probability:.2f})")
-        else:
-            server = make_server(program, args.host, args.port)
-            host, port = server.server_address[:2]
-            print(f"serving {args.model} on http://{host}:{port}", flush=True)
-            server.serve_forever()
+        for name in args.images:
+            [(digit, probability)] = predict(program, read_digit(name))
+            print(f"{Path(name).name}: {digit} (probability {probability:.2f})")
     except InputError as error:
         sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        pass
 
 
 def export_to(folder):
@@ -488,17 +474,47 @@ if __name__ == "__page__":
             return x
 
     example = test_pixels[:2].float()
-    try:
-        export_program(ScalesIfNeeded(), example)
-    except Exception as error:
-        print(type(error).__name__ + ":", str(error).splitlines()[0][:55])
+    for strict in (False, True):  # non-strict: the default since torch 2.8
+        try:
+            torch.export.export(ScalesIfNeeded(), (example,), strict=strict)
+        except Exception as error:
+            print(f"strict={strict}: {type(error).__name__}:")
+            print("  " + str(error).splitlines()[0].split(" (")[0])
 
     class ScalesAlways(nn.Module):  # the fix: one contract, no branch
         def forward(self, x):
             return x / 255
 
     print("exported:", type(export_program(ScalesAlways(), example)).__name__)
+
+    class Logs(nn.Module):
+        def forward(self, x):
+            print("forward ran on a batch of", len(x))  # Python, not tensor ops
+            return x / 255
+
+    logged = torch.export.export(Logs(), (example,))  # runs forward once
+    logged.module()(example)  # prints nothing: the print is not in the program
+    print("in the program:", [str(n.target) for n in logged.graph.nodes][1:-1])
     # --8<-- [end:export-fails]
+
+    # --8<-- [start:dynamic-shapes]
+    from torch.export import Dim
+
+    one, two = test_pixels[:1].clone(), test_pixels[:2].clone()
+    try:  # an example of batch 1, with the batch declared dynamic
+        batch = Dim("batch", min=1, max=1024)
+        torch.export.export(deployable, (one,), dynamic_shapes=({0: batch},))
+    except Exception as error:  # torch.export's UserError
+        line = next(x for x in str(error).splitlines() if "constant" in x)
+        print(type(error).__name__ + ":")
+        print("  " + line.split(" If ")[0].strip("- "))
+    for example_input in (one, two):  # Dim.AUTO: export decides, silently
+        auto = torch.export.export(
+            deployable, (example_input,), dynamic_shapes=({0: Dim.AUTO},)
+        )
+        sizes = list(auto.range_constraints.values()) or "static"
+        print(f"Dim.AUTO, an example of {len(example_input)}: batch sizes {sizes}")
+    # --8<-- [end:dynamic-shapes]
 
     # --8<-- [start:onnx-demo]
     onnx_path = folder / "digits.onnx"
@@ -515,14 +531,34 @@ if __name__ == "__page__":
     print(f"{onnx_path.name}: {onnx_path.stat().st_size / 2**20:.1f} MiB")
     # --8<-- [end:onnx-demo]
 
+    # --8<-- [start:onnx-options]
+    import textwrap
+
+    import onnx
+    import onnxruntime
+
+    print("available:", onnxruntime.get_available_providers())
+    print("this session runs on:", session.get_providers())
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = (
+        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    )
+    options.optimized_model_filepath = str(folder / "optimized.onnx")  # to read
+    onnxruntime.InferenceSession(str(onnx_path), options)
+    for name in ("digits.onnx", "optimized.onnx"):
+        nodes = [node.op_type for node in onnx.load(folder / name).graph.node]
+        print(textwrap.fill(f"{name}, {len(nodes)} nodes: {', '.join(nodes)}", 84))
+    # --8<-- [end:onnx-options]
+
     # --8<-- [start:torchscript]
+    import textwrap
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.jit.script(model)
     print(caught[0].category.__name__ + ":")
-    print(caught[0].message)
+    print(textwrap.fill(str(caught[0].message), 84))
     # --8<-- [end:torchscript]
 
     # --8<-- [start:quantize-demo]
@@ -558,6 +594,8 @@ if __name__ == "__page__":
         lambda: read_digit(folder / "colour.png"),
         lambda: read_digit(folder / "large.png"),
         lambda: read_digit(io.BytesIO(b"not a PNG")),
+        lambda: read_digit(folder / "missing.png"),
+        lambda: read_digit(folder),  # a directory
         lambda: load_program(folder / "broken.pt2"),
         lambda: predict(loaded, test_pixels[0]),  # no batch dimension
         lambda: predict(loaded, test_pixels.float()),
@@ -568,32 +606,12 @@ if __name__ == "__page__":
             print("InputError:", str(error).replace(str(folder), "…"))
     # --8<-- [end:program-demo]
 
-    # --8<-- [start:server-demo]
-    import http.client
-    import threading
-
-    server = make_server(loaded, port=0)  # port 0: any free port
-    server.RequestHandlerClass.log_message = lambda *args: None  # quiet
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    png_bytes = (folder / f"digit-1500-label-{labels[1500]}.png").read_bytes()
-    for body in (png_bytes, b"", b"not a PNG"):
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        client.request("POST", "/predict", body, {"Content-Type": "image/png"})
-        response = client.getresponse()
-        print(response.status, response.read().decode())
-        client.close()
-    server.shutdown()
-    server.server_close()
-    # --8<-- [end:server-demo]
-
     # --8<-- [start:exercise-static]
     fixed = torch.export.export(deployable, (test_pixels[:2].clone(),)).module()
     try:
         fixed(test_pixels[:3])
-    except (
-        AssertionError
-    ) as error:  # the guard of the batch size it was traced with
+    except AssertionError as error:
+        # the guard of the batch size it was traced with
         print(type(error).__name__ + ":", error)
     # --8<-- [end:exercise-static]
 
@@ -613,7 +631,7 @@ if __name__ == "__page__":
     hidden_only = copy.deepcopy(deployable)
     quantize_(
         hidden_only,
-        Int8DynamicActivationInt8WeightConfig(),
+        Int8DynamicActivationInt8WeightConfig(set_inductor_config=False),
         filter_fn=lambda module, name: name == "model.9",  # the 1568 -> 128 layer
     )
     held_out = accuracy(hidden_only, test_pixels, test_labels)

@@ -9,7 +9,8 @@ resumes from the latest checkpoint (torchrun --max-restarts).
 
     torchrun --standalone --nproc-per-node 2 snippets/distributed.py --epochs 5
     torchrun --standalone --nproc-per-node gpu snippets/distributed.py \
-        --data-root data  # MNIST, one process per GPU
+        --data-root data  # MNIST, one process per GPU (written for NCCL, not
+                          # yet run on a GPU here: tested with Gloo only)
     torchrun --standalone --nproc-per-node 2 --max-restarts 3 \
         snippets/distributed.py --checkpoint-dir checkpoints
 
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
@@ -44,9 +46,8 @@ def setup():
     local_rank = int(os.environ["LOCAL_RANK"])
     accelerator = torch.accelerator.current_accelerator(check_available=True)
     if accelerator is not None:
-        device = torch.device(
-            accelerator.type, local_rank
-        )  # one device per process
+        # one device per process
+        device = torch.device(accelerator.type, local_rank)
         torch.accelerator.set_device_index(local_rank)
     else:
         device = torch.device("cpu")
@@ -67,16 +68,23 @@ def setup():
     return device
 
 
-def wrap(model, strategy):
-    """DDP: a full replica per rank. FSDP2: each Linear's parameters sharded."""
+def wrap(model, strategy, mixed_precision=False):
+    """DDP: a full replica per rank. FSDP2: each Linear's parameters sharded;
+    mixed_precision: compute in bfloat16, reduce gradients in float32."""
     if strategy == "ddp":
         return DistributedDataParallel(model)
-    from torch.distributed.fsdp import fully_shard  # public since 2.6
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    policy = MixedPrecisionPolicy()  # float32 throughout
+    if mixed_precision:  # the sharded parameters and the optimizer stay float32
+        policy = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32
+        )
     for layer in model:
         if isinstance(layer, nn.Linear):
-            fully_shard(layer)  # one all-gather per layer, just before it runs
-    return fully_shard(model)  # the same object, its parameters now DTensors
+            # one all-gather per layer, just before it runs
+            fully_shard(layer, mp_policy=policy)
+    return fully_shard(model, mp_policy=policy)  # parameters now DTensors
 
 
 def log(*args):
@@ -99,7 +107,7 @@ def make_dataset(args):
     from torchvision.transforms import v2
 
     if int(os.environ["LOCAL_RANK"]) == 0:  # one process per machine gets the files
-        datasets.MNIST(args.data_root, train=True, download=True)
+        download_mnist(args.data_root)
     dist.barrier()  # the others wait until the files are there
     transform = v2.Compose(
         [
@@ -111,7 +119,31 @@ def make_dataset(args):
     return datasets.MNIST(args.data_root, train=True, transform=transform)
 
 
-def make_loader(dataset, args):
+def download_mnist(root):
+    """MNIST into root/MNIST, atomically: downloaded into a temporary folder,
+    then renamed. Machines that share root (each one's local rank 0 calls
+    this) never read a half-written file; the first rename wins."""
+    import shutil
+
+    from torchvision import datasets
+
+    final = Path(root) / "MNIST"
+    if final.is_dir():
+        return
+    Path(root).mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=root, prefix=".mnist-"))
+    try:
+        datasets.MNIST(temporary, train=True, download=True)
+        try:
+            os.rename(temporary / "MNIST", final)
+        except OSError:  # another machine's copy is already in place
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def make_loader(dataset, args, device):
     # a share for each rank: disjoint when the length divides by the world size,
     # otherwise padded by repeating the first indices (drop_last=True drops them)
     sampler = DistributedSampler(
@@ -119,7 +151,14 @@ def make_loader(dataset, args):
     )
     # batch_size is per process: one optimizer step uses
     # batch_size * accumulate * world_size samples (the effective batch)
-    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,  # MNIST's images are decoded in parallel
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type not in ("cpu", "mps"),  # asynchronous copies
+    )
 
 
 # --8<-- [end:ddp-data]
@@ -141,6 +180,18 @@ def skip_sync(model):
     return NoSync()
 
 
+def step_shares(samples, batch_size, accumulate):
+    """For each micro-batch of an epoch, its share of the samples of its
+    optimizer step: a step's weighted mean losses add up to the mean over its
+    samples, also in a last step of fewer or smaller micro-batches."""
+    sizes = [min(batch_size, samples - i) for i in range(0, samples, batch_size)]
+    shares = []
+    for first in range(0, len(sizes), accumulate):
+        group = sizes[first : first + accumulate]
+        shares += [size / sum(group) for size in group]
+    return shares
+
+
 def train(
     model,
     loader,
@@ -151,23 +202,29 @@ def train(
     start=0,
     history=None,
     on_epoch_end=None,
+    max_norm=None,
 ):
     """Train from epoch start; return each epoch's loss, averaged over the
-    samples of all ranks. accumulate: micro-batches per optimizer step."""
+    samples of all ranks. accumulate: micro-batches per optimizer step;
+    max_norm: clip the gradients' norm before each step."""
     history = list(history or [])
     for epoch in range(start, epochs):
         loader.sampler.set_epoch(epoch)  # a new shuffle, the same on every rank
+        shares = step_shares(len(loader.sampler), loader.batch_size, accumulate)
         loss_sum, count = torch.zeros((), device=device), 0
         began = time.perf_counter()
         for step, (features, labels) in enumerate(loader):
-            features, labels = features.to(device), labels.to(device)
+            features = features.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
             last = (step + 1) % accumulate == 0 or step + 1 == len(loader)
             # all but the last micro-batch of a step: keep the gradients local
             with nullcontext() if last else skip_sync(model):
                 loss = nn.functional.cross_entropy(model(features), labels)
                 # DDP all-reduces bucket by bucket while backward still runs
-                (loss / accumulate).backward()
+                (loss * shares[step]).backward()
             if last:
+                if max_norm is not None:  # FSDP2: the norm of DTensors, global
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             # the running loss stays on the device: no synchronization per step
@@ -235,10 +292,7 @@ def save(model, optimizer, args, history):
     ranks = [None] * world
     dist.all_gather_object(ranks, per_rank)  # a collective: every rank calls it
     if args.save and args.strategy == "fsdp":
-        import torch.distributed.checkpoint as dcp  # DCP: each rank its shards
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-        dcp.save(get_model_state_dict(model), checkpoint_id=args.save)
+        save_sharded(model, optimizer, args.save)  # every rank writes its shards
     if dist.get_rank() == 0:  # one writer
         if args.save and args.strategy == "ddp":
             state = module.state_dict()  # .module: the unwrapped model
@@ -330,6 +384,116 @@ def checkpointer(model, optimizer, args, global_batch):
 # --8<-- [end:ddp-checkpoint]
 
 
+# --8<-- [start:fsdp-checkpoint]
+def save_sharded(model, optimizer, path):
+    """Save a sharded model and its optimizer state with DCP, every rank its
+    own shards, into a temporary folder that rank 0 renames to path once every
+    rank has written: a crash never leaves a checkpoint without its .metadata."""
+    import shutil
+
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    path = Path(path)
+    partial, old = (path.with_name(f".{path.name}.{end}") for end in ("new", "old"))
+    if dist.get_rank() == 0:  # what a crash in an earlier save may have left
+        shutil.rmtree(partial, ignore_errors=True)
+        if old.exists() and not path.exists():  # a crash between the renames
+            os.replace(old, path)
+        shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    # full names ("0.weight") and DTensor shards, for the model and optimizer
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.save(state, checkpoint_id=partial)  # returns once every rank has written
+    if dist.get_rank() == 0:
+        if path.exists():
+            os.replace(path, old)  # the previous checkpoint stays whole till here
+        os.replace(partial, path)
+        shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+
+
+def resume_sharded(model, optimizer, path):
+    """Load a checkpoint of save_sharded into a sharded model and optimizer,
+    on any number of ranks (DCP reshards on load)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_state_dict,
+        set_state_dict,
+    )
+
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")  # see save_sharded
+    if not path.exists() and old.exists():  # a crash between save's renames
+        path = old
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=path)  # fills the shards this rank holds
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=state["model"],
+        optim_state_dict=state["optimizer"],
+    )
+
+
+# --8<-- [end:fsdp-checkpoint]
+
+
+# --8<-- [start:ddp-uneven]
+def train_uneven(model, batches, optimizer):
+    """DDP when ranks have different numbers of batches: under Join, a rank
+    that has run out joins the others' all-reduces (with zeros) until every
+    rank is done, instead of leaving them waiting forever."""
+    from torch.distributed.algorithms.join import Join
+
+    with Join([model]):  # model: a DistributedDataParallel
+        for features, labels in batches:
+            loss = nn.functional.cross_entropy(model(features), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+# --8<-- [end:ddp-uneven]
+
+
+# --8<-- [start:resumable-sampler]
+from torch.utils.data import DistributedSampler
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler that can resume in the middle of an epoch: its
+    state is the epoch and how many of its samples this rank has trained on."""
+
+    def __init__(self, dataset, **kwargs):
+        super().__init__(dataset, **kwargs)
+        self.start = 0  # samples of this epoch trained on before a restart
+
+    def set_epoch(self, epoch):
+        if epoch != self.epoch:
+            self.start = 0  # only the resumed epoch starts late
+        super().set_epoch(epoch)
+
+    def state_dict(self, samples_done):
+        """samples_done: trained on since this epoch's iteration began."""
+        return {"epoch": self.epoch, "samples_done": self.start + samples_done}
+
+    def load_state_dict(self, state):
+        self.set_epoch(state["epoch"])
+        self.start = state["samples_done"]
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start :])
+
+    def __len__(self):  # the same all epoch: the training loop counts on it
+        return self.num_samples - self.start
+
+
+# --8<-- [end:resumable-sampler]
+
+
 # --8<-- [start:dcp-load]
 def load_sharded(model, path):
     """Load a DCP checkpoint (saved by any number of ranks) into a plain model,
@@ -338,12 +502,12 @@ def load_sharded(model, path):
 
     import torch.distributed.checkpoint as dcp
 
-    state = model.state_dict()  # the tensors to fill, by name
+    state = {"model": model.state_dict()}  # the tensors to fill, by name
     with warnings.catch_warnings():  # it warns that it loads in one process
         warnings.filterwarnings("ignore", "torch.distributed is disabled")
         # reads each tensor's pieces from the shard files, in place
         dcp.load(state, checkpoint_id=path, no_dist=True)
-    model.load_state_dict(state)
+    model.load_state_dict(state["model"])
     return model
 
 
@@ -382,11 +546,32 @@ if __name__ == "__page__":
     for world_size in (1, 2, 8):
         effective = batch_size * accumulate * world_size
         # the linear scaling rule: a batch k times larger, a rate k times larger
+        processes = "process" if world_size == 1 else "processes"
         print(
-            f"{world_size} processes: effective batch {effective:4}, "
+            f"{world_size} {processes}: effective batch {effective:4}, "
             f"lr {lr_for_64 * effective / 64:.2f} by linear scaling"
         )
     # --8<-- [end:batch-demo]
+
+    # --8<-- [start:resumable-sampler-demo]
+    from torch.utils.data import DataLoader
+
+    data = list(range(10))
+    sampler = ResumableSampler(data, num_replicas=2, rank=0, seed=0)
+    loader = DataLoader(data, batch_size=2, sampler=sampler)
+    sampler.set_epoch(3)
+    print("epoch 3, rank 0:", [batch.tolist() for batch in loader])
+    first = next(iter(loader))  # one step of epoch 3, then a crash
+    state = sampler.state_dict(samples_done=len(first))  # saved with the model
+    print("checkpoint:", state)
+
+    restarted = ResumableSampler(data, num_replicas=2, rank=0, seed=0)
+    restarted.load_state_dict(state)  # after the restart, from the checkpoint
+    loader = DataLoader(data, batch_size=2, sampler=restarted)
+    print("resumed:", [batch.tolist() for batch in loader], len(loader), "batches")
+    second = next(iter(loader))  # one more step, then a second crash
+    print("checkpoint:", restarted.state_dict(samples_done=len(second)))
+    # --8<-- [end:resumable-sampler-demo]
 
     # --8<-- [start:exercise-steps]
     import math
@@ -427,21 +612,27 @@ def parse_args(argv=None):
         "--accumulate", type=int, default=1, help="micro-batches per step"
     )
     parser.add_argument("--drop-last", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, help="DataLoader workers (default: 4 for MNIST)"
+    )
     parser.add_argument("--hidden", type=int, default=128, help="hidden width")
     parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--clip-norm", type=float, help="clip the gradient norm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", choices=["ddp", "fsdp"], default="ddp")
     parser.add_argument("--save", help="model path: a file (ddp), a folder (fsdp)")
     parser.add_argument("--summary", help="JSON summary path (written by rank 0)")
     parser.add_argument("--checkpoint-dir", help="checkpoint every epoch; resume")
     parser.add_argument(
-        "--plain-exit", action="store_true", help="end without os._exit (see below)"
+        "--fast-exit", action="store_true", help="end with os._exit (see below)"
     )
     args = parser.parse_args(argv)
     if args.data_root:
         args.data = "mnist"
     elif args.data == "mnist":
         parser.error("--data mnist needs --data-root")
+    if args.workers is None:  # the synthetic tensors need no decoding
+        args.workers = 4 if args.data == "mnist" else 0
     if args.accumulate < 1:
         parser.error("--accumulate must be at least 1")
     if args.checkpoint_dir and args.strategy != "ddp":
@@ -459,6 +650,7 @@ def build_model(n_in, hidden):
     )
 
 
+@record  # torchrun's error summary then shows this rank's traceback
 def main(argv=None):
     args = parse_args(argv)
     device = setup()
@@ -480,7 +672,7 @@ def main(argv=None):
         on_epoch_end = None
         if args.checkpoint_dir:
             on_epoch_end = checkpointer(model, optimizer, args, global_batch)
-        loader = make_loader(dataset, args)
+        loader = make_loader(dataset, args, device)
         history = train(
             model,
             loader,
@@ -491,6 +683,7 @@ def main(argv=None):
             start,
             history,
             on_epoch_end,
+            args.clip_norm,
         )
         save(model, optimizer, args, history)
     finally:
@@ -500,10 +693,11 @@ def main(argv=None):
 
 if __name__ == "__main__":
     args = main()
-    if not args.plain_exit:
-        # torch 2.14: a rank may abort after this point, at interpreter exit
-        # ("terminate called without an active exception", pytorch#190489).
-        # All is written and the group destroyed: flush, exit without teardown.
+    if args.fast_exit:
+        # torch 2.14: a rank sometimes aborts after this point, at interpreter
+        # exit ("terminate called without an active exception"; seen in this
+        # guide's tests). All is written and the group destroyed: flush, and
+        # exit without the teardown (and without atexit handlers).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

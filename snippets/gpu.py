@@ -1,10 +1,10 @@
 """GPUs (devices, precision, compilation): the code of docs/gpu.md.
 
 Every section runs on a CPU-only machine: the device falls back to the CPU.
-Sections that only make sense on a GPU (CUDA events, peak memory) define
-functions, which the page shows without running and tests/test_gpu.py runs on a
-CUDA machine. Definitions are at module level; what the page runs is at the end,
-at module level.
+Sections that only make sense on a GPU (events, peak memory) define functions,
+which the page shows without running: written for CUDA, not yet run on a GPU
+here (tests/test_gpu.py runs them where CUDA is available). Definitions are at
+module level; what the page runs is at the end, at module level.
 """
 
 # --8<-- [start:pick-device]
@@ -49,28 +49,30 @@ def time_it(fn, device, warmup=3, repeats=10):
 # --8<-- [end:time-it]
 
 
-# --8<-- [start:cuda-events]
+# --8<-- [start:events]
+import statistics
+
 import torch
 
 
-def time_cuda_ms(fn, warmup=3, repeats=10):
-    """Median time of fn() in ms between two CUDA events on the stream: the GPU
-    clock from the first to the last, idle gaps between kernels included."""
+def time_events_ms(fn, warmup=3, repeats=10):
+    """Median time of fn() in ms between two events on the accelerator's stream:
+    from when the device reaches the first to when it reaches the second."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
+        start = torch.Event(enable_timing=True)  # on the current accelerator
+        end = torch.Event(enable_timing=True)
         start.record()  # queued on the stream, like a kernel
         fn()
         end.record()
         end.synchronize()  # wait for the end event, then read the interval
         times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+    return statistics.median(times)
 
 
-# --8<-- [end:cuda-events]
+# --8<-- [end:events]
 
 
 # --8<-- [start:loader]
@@ -86,7 +88,8 @@ def make_loader(dataset, batch_size, device, num_workers=2, shuffle=True):
         shuffle=shuffle,
         num_workers=num_workers,  # prepared in parallel while the device computes
         persistent_workers=num_workers > 0,  # keep the workers between epochs
-        pin_memory=torch.device(device).type != "cpu",  # for non_blocking copies
+        # for non_blocking copies (the DataLoader refuses it on MPS, with a warning)
+        pin_memory=torch.device(device).type not in ("cpu", "mps"),
     )
 
 
@@ -115,14 +118,15 @@ from torch import nn
 
 def amp_step(model, optimizer, scaler, x, y, dtype):
     """One mixed-precision training step; with float16 the scaler keeps small
-    gradients from flushing to zero."""
+    gradients from flushing to zero. Returns the loss as a tensor on the device:
+    reading it (.item()) would wait for the device at every step."""
     with torch.autocast(device_type=x.device.type, dtype=dtype):
         loss = nn.functional.cross_entropy(model(x), y)
     optimizer.zero_grad()
     scaler.scale(loss).backward()  # backward of loss * scale
     scaler.step(optimizer)  # unscales the gradients; skips the step on inf/NaN
     scaler.update()  # grows the scale after good steps, shrinks it on overflow
-    return loss.item()
+    return loss.detach()
 
 
 # --8<-- [end:grad-scaler]
@@ -136,19 +140,17 @@ from torch import nn
 
 
 def measure_compile(model, example, device, repeats=20):
-    """Seconds the first compiled call takes (compiling), and the eager and
-    compiled times per call in ms after warm-up, timed with time_it."""
-    compiled = torch.compile(model)  # cheap: compiling happens on the first call
+    """Time model(example) eager, then compile the model in place and time the
+    first call (compiling, in s) and the later ones (ms, after warm-up)."""
+    eager_ms = time_it(lambda: model(example), device, repeats=repeats)
+    model.compile()  # in place: cheap, compiling happens on the first call
     start = time.perf_counter()
-    compiled(example)  # traces the model, generates and compiles kernels
+    model(example)  # traces the model, generates and compiles kernels
     if torch.device(device).type != "cpu":
         torch.accelerator.synchronize()
     compile_s = time.perf_counter() - start
-    per_call_ms = {
-        "eager": time_it(lambda: model(example), device, repeats=repeats),
-        "compiled": time_it(lambda: compiled(example), device, repeats=repeats),
-    }
-    return compile_s, per_call_ms
+    compiled_ms = time_it(lambda: model(example), device, repeats=repeats)
+    return compile_s, {"eager": eager_ms, "compiled": compiled_ms}
 
 
 def compiled_train_step(model, optimizer):
@@ -243,9 +245,8 @@ if __name__ == "__main__":
     # --8<-- [start:accelerator-trap]
     import torch
 
-    print(
-        "torch built for CUDA:", torch.version.cuda
-    )  # None: CPU-only or macOS build
+    # None: a CPU-only or macOS build
+    print("torch built for CUDA:", torch.version.cuda)
     print("accelerator available:", torch.accelerator.is_available())
     print("current_accelerator():", torch.accelerator.current_accelerator())
     available = torch.accelerator.current_accelerator(check_available=True)
@@ -260,9 +261,8 @@ if __name__ == "__main__":
     model = nn.Sequential(
         nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)
     ).to(device)  # once
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=0.1
-    )  # after moving the model
+    # after moving the model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
     images, labels = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
     images, labels = images.to(device), labels.to(device)  # every batch: a copy
@@ -368,6 +368,7 @@ if __name__ == "__main__":
     losses = [
         amp_step(net, optimizer, scaler, x, y, torch.float16) for _ in range(5)
     ]
+    losses = torch.stack(losses).tolist()  # one wait for the device, at the end
     print("losses:", [round(v, 3) for v in losses])
     print("scale:", scaler.get_scale(), "| master weights:", net[0].weight.dtype)
     # --8<-- [end:grad-scaler-demo]
@@ -391,9 +392,8 @@ if __name__ == "__main__":
     net.zero_grad()
     steps = 4  # four micro-batches of 16: a quarter of the memory for activations
     for x_part, y_part in zip(x.chunk(steps), y.chunk(steps)):
-        loss = (
-            nn.functional.cross_entropy(net(x_part), y_part) / steps
-        )  # mean of means
+        # mean of means
+        loss = nn.functional.cross_entropy(net(x_part), y_part) / steps
         loss.backward()  # gradients add up in .grad
     accumulated_grad = net[0].weight.grad.clone()
     # then optimizer.step() and optimizer.zero_grad(), once per 4 micro-batches

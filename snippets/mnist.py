@@ -16,7 +16,8 @@ Other code reuses it (the benchmark, later chapters); keep these names stable:
 - ``make_optimizer``, ``train_epoch``, ``fit`` (AdamW + one-cycle on preloaded
   tensors), ``predict_proba``, ``evaluate``, ``confusion_matrix``.
 - ``save_state_dict_atomic``, ``load_model``, ``load_png``, ``pick_device``.
-- ``random_shift``, ``FURTHER``, ``train_further``; ``main(argv=None)``.
+- ``random_shift``, ``FURTHER``, ``train_further``; ``parse_args(argv=None)``,
+  ``main(argv=None)``.
 """
 
 # --8<-- [start:setup]
@@ -109,6 +110,33 @@ def extract_gzipped(raw):
 
 
 # --8<-- [end:load]
+
+
+# --8<-- [start:arguments]
+import argparse
+
+
+def parse_args(argv=None):
+    """The script's options: from a list, or (None) from the command line."""
+    parser = argparse.ArgumentParser(
+        description="Train, evaluate and save the MNIST classifier."
+    )
+    add = parser.add_argument
+    add("--data-root", default="data", help="folder holding MNIST/raw")
+    add("--download", action="store_true", help="download the files if missing")
+    add("--epochs", type=int, default=6)
+    add("--batch-size", type=int, default=128)
+    add("--lr", type=float, default=3e-3, help="peak one-cycle learning rate")
+    add("--hidden", type=int, nargs="+", default=[128], help="hidden widths")
+    add("--val-size", type=int, default=5000, help="images held out to validate")
+    add("--split-seed", type=int, default=0, help="seed of the validation split")
+    add("--seed", type=int, default=0, help="seed of the weights and batch order")
+    add("--save", default="mnist_mlp.pt", help="where to save the weights")
+    add("--device", default=None, help="cpu, cuda, mps... (default: the best)")
+    return parser.parse_args(argv)
+
+
+# --8<-- [end:arguments]
 
 
 # --8<-- [start:preload]
@@ -345,6 +373,7 @@ def confusion_matrix(predicted, labels, num_classes=10):
 
 # --8<-- [start:save]
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -355,9 +384,10 @@ def save_state_dict_atomic(model, path):
     """Save the weights to a temporary file next to ``path``, then rename it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    # a new file, with the permissions open() gives (mkstemp's are 0600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    handle = os.open(temporary, flags, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(model.state_dict(), file)
@@ -365,8 +395,14 @@ def save_state_dict_atomic(model, path):
             os.fsync(file.fileno())  # on disk before the rename makes it visible
         os.replace(temporary, path)  # atomic: the old file or the new, never half
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    if os.name == "posix":  # make the rename itself durable: sync the folder
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return path
 
 
@@ -476,6 +512,13 @@ if __name__ == "__page__":
         print(type(error).__name__ + ":", error)
     # --8<-- [end:missing]
 
+    # --8<-- [start:arguments-demo]
+    # mnist.py passes its command line; a notebook has none: pass a list
+    args = parse_args(["--data-root", "data", "--download"])
+    print(f"MNIST files in {args.data_root}/MNIST/raw; download: {args.download}")
+    print(f"{args.epochs} epochs, batch {args.batch_size}, hidden {args.hidden}")
+    # --8<-- [end:arguments-demo]
+
     # --8<-- [start:preload-demo]
     # The batched transform against the per-image one: identical, bit for bit.
     generator = torch.Generator().manual_seed(0)
@@ -514,8 +557,10 @@ if __name__ == "__page__":
         saved = save_state_dict_atomic(model, Path(folder) / "mnist_mlp.pt")
         files = sorted(p.name for p in Path(folder).iterdir())
         print(files, saved.stat().st_size, "bytes")
-        reloaded = load_model(saved)
+        device = next(model.parameters()).device  # reload it where the model is
+        reloaded = load_model(saved, device=device)
         probe = torch.randn(5, 784, generator=torch.Generator().manual_seed(1))
+        probe = probe.to(device)
         before, after = predict_proba(model, probe), predict_proba(reloaded, probe)
         print("identical predictions:", torch.equal(before, after))
     # --8<-- [end:save-demo]
@@ -564,22 +609,7 @@ if __name__ == "__page__":
 
 def main(argv=None):
     """Train, evaluate and save the MNIST classifier; returns the results."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    add = parser.add_argument
-    add("--data-root", default="data", help="folder holding MNIST/raw")
-    add("--download", action="store_true", help="download the files if missing")
-    add("--epochs", type=int, default=6)
-    add("--batch-size", type=int, default=128)
-    add("--lr", type=float, default=3e-3, help="peak one-cycle learning rate")
-    add("--hidden", type=int, nargs="+", default=[128], help="hidden widths")
-    add("--val-size", type=int, default=5000, help="images held out to validate")
-    add("--split-seed", type=int, default=0, help="seed of the validation split")
-    add("--seed", type=int, default=0, help="seed of the weights and batch order")
-    add("--save", default="mnist_mlp.pt", help="where to save the weights")
-    add("--device", default=None, help="cpu, cuda, mps... (default: the best)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     # --8<-- [start:main-data]
     from torch.utils.data import DataLoader, random_split

@@ -33,6 +33,10 @@ def write_fixture(tmp_path):
         {marker}[start:solution]
         print("answer", value + 1)
         {marker}[end:solution]
+
+        {marker}[start:launched]
+        print("rank", rank)
+        {marker}[end:launched]
         """)
     )
     inc = "--8<--"
@@ -69,6 +73,14 @@ def write_fixture(tmp_path):
         <!--pytest.mark.skip(reason="ten minutes on a CPU")-->
         ```python
         {inc} "snippets/demo.py:long"
+        ```
+
+        Part of a script that a launcher starts:
+
+        <!--notebook:listing-->
+        <!--pytest.mark.skip(reason="needs torchrun")-->
+        ```python
+        {inc} "snippets/demo.py:launched"
         ```
 
         ## Exercises

@@ -64,10 +64,26 @@ def test_time_it_measures_sleep():
     assert 15 <= m.time_it(lambda: time.sleep(0.02), "cpu", warmup=0, repeats=3) < 200
 
 
+def test_the_benchmark_timer_measures_wall_clock_time_after_synchronizing_not_kernel_time(monkeypatch):
+    """The page: torch.utils.benchmark.Timer times wall-clock time, host time included (a sleep runs no kernel at all,
+    and counts), reading the clock after synchronizing the accelerator (here a stand-in that counts the calls), and
+    runs on one thread unless told otherwise."""
+    import torch.utils.benchmark as benchmark
+
+    synchronized = []
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "synchronize", lambda device=None: synchronized.append(device))
+    timer = benchmark.Timer("time.sleep(0.01)", setup="import time")
+    assert timer.timeit(3).median >= 0.01
+    assert len(synchronized) >= 2  # before and after each timed block (a warm-up block first)
+    assert timer._task_spec.num_threads == 1
+
+
 def test_loader_pins_memory_only_for_an_accelerator_and_keeps_every_sample(page):
     assert not m.make_loader(page.dataset, 256, "cpu", num_workers=0).pin_memory
     assert m.make_loader(page.dataset, 256, "cuda", num_workers=0).pin_memory
     assert m.make_loader(page.dataset, 256, "xpu", num_workers=0).pin_memory
+    assert not m.make_loader(page.dataset, 256, "mps", num_workers=0).pin_memory  # the DataLoader would refuse it
     assert len(page.loader) == 4 and page.images.shape == (232, 1, 28, 28)
 
 
@@ -106,6 +122,23 @@ def test_grad_scaler_steps_train_and_the_scale_stays_finite(page):
     assert page.scaler.is_enabled() and page.scaler.get_scale() == 65536.0
 
 
+def test_amp_step_returns_the_loss_on_the_device_without_reading_it(monkeypatch):
+    """The page: amp_step does not call .item() (a host synchronisation per step); the loss comes back as a tensor.
+    With a fused optimizer, nothing in the step reads a number back (with another one, the scaler itself does)."""
+
+    def no_item(self):
+        raise AssertionError("amp_step read a number back to the host")
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, fused=True)
+    monkeypatch.setattr(torch.Tensor, "item", no_item)
+    loss = m.amp_step(
+        net, optimizer, torch.amp.GradScaler("cpu"), torch.randn(3, 4), torch.tensor([0, 1, 0]), torch.bfloat16
+    )
+    assert isinstance(loss, torch.Tensor) and loss.ndim == 0 and not loss.requires_grad
+
+
 def test_grad_scaler_skips_a_step_with_an_inf_gradient():
     torch.manual_seed(0)
     net = nn.Linear(4, 2)
@@ -118,13 +151,18 @@ def test_grad_scaler_skips_a_step_with_an_inf_gradient():
     assert scaler.get_scale() == 2.0**9  # and the scale halved
 
 
-def test_compile_gives_the_eager_result_and_reports_times():
+def test_compile_in_place_gives_the_eager_result_keeps_the_keys_and_reports_times():
     torch.manual_seed(0)
     mlp = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    eager = nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+    eager.load_state_dict(mlp.state_dict())
+    keys = list(mlp.state_dict())
     x = torch.randn(64, 784)
     with torch.no_grad():
         compile_s, per_call = m.measure_compile(mlp, x, "cpu", repeats=3)
-        assert torch.allclose(torch.compile(mlp)(x), mlp(x), atol=1e-5)
+        assert torch.allclose(mlp(x), eager(x), atol=1e-5)
+    assert mlp._compiled_call_impl is not None  # compiled in place: the same module
+    assert list(mlp.state_dict()) == keys  # no _orig_mod. prefix
     assert compile_s > 0 and set(per_call) == {"eager", "compiled"}
 
 
@@ -245,18 +283,44 @@ def test_bench_results_section_prints_the_record():
 
 
 def test_the_cpu_flags_behind_the_bfloat16_claim_are_recorded():
+    """The page: the recording CPU's flags include avx512_bf16 (a record made on a CPU without it fails here: then
+    the page's reading of the bfloat16 row needs rewriting)."""
     cpu = read_record("gpu")["metrics"]["devices"]["cpu"]
     assert cpu["instruction_sets"]["torch_capability"]
-    assert isinstance(cpu["instruction_sets"]["flags"], list)
+    assert "avx512_bf16" in cpu["instruction_sets"]["flags"]
 
 
-# CUDA-only: written to pass on a GPU machine.
+# CUDA-only: written for CUDA, not yet run on a GPU here (they skip without CUDA).
+
+
+def test_the_event_timer_takes_the_median_and_uses_the_device_agnostic_event(monkeypatch):
+    """Without a GPU: torch.Event replaced by a stand-in whose intervals are 5, 1, 3, 9 ms (the median of an even
+    count is the mean of the two middle ones, as time_it's)."""
+    intervals = iter([5.0, 1.0, 3.0, 9.0])
+
+    class StandInEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return next(intervals)
+
+    monkeypatch.setattr(torch, "Event", StandInEvent)
+    calls = []
+    assert m.time_events_ms(lambda: calls.append(1), warmup=1, repeats=4) == 4.0
+    assert len(calls) == 5
 
 
 @needs_cuda
-def test_cuda_events_time_a_kernel():
+def test_events_time_a_kernel():
     a = torch.randn(2048, 2048, device="cuda")
-    ms = m.time_cuda_ms(lambda: a @ a)
+    ms = m.time_events_ms(lambda: a @ a)
     assert 0 < ms < 1000
 
 
@@ -264,7 +328,7 @@ def test_cuda_events_time_a_kernel():
 def test_time_it_synchronizes_on_cuda():
     a = torch.randn(4096, 4096, device="cuda")
     synced = m.time_it(lambda: a @ a, "cuda", warmup=2, repeats=5)
-    assert synced == pytest.approx(m.time_cuda_ms(lambda: a @ a, warmup=2, repeats=5), rel=0.5, abs=0.5)
+    assert synced == pytest.approx(m.time_events_ms(lambda: a @ a, warmup=2, repeats=5), rel=0.5, abs=0.5)
 
 
 @needs_cuda
@@ -292,11 +356,11 @@ def test_pinned_loader_and_non_blocking_copy_reach_the_gpu(page):
 
 
 def test_the_recorded_cpu_speeds_back_the_pages_reading_of_them():
-    """The page: bfloat16 autocast is within a few tenths of float32 on this CPU; torch.compile does not pay off,
-    and its first epoch pays the compilation."""
+    """The page: bfloat16 autocast's epochs run faster than float32's in this record; torch.compile does not pay
+    off, and its first epoch pays the compilation."""
     variants = read_record("gpu")["metrics"]["devices"]["cpu"]["variants"]
     speed = {name: run["images_per_s"] for name, run in variants.items()}
-    assert 0.7 < speed["amp"] / speed["on-device"] < 1.4
+    assert speed["amp"] > speed["on-device"]
     assert speed["compile"] < 1.1 * speed["on-device"]
     assert variants["compile"]["epoch_s"][0] > 2 * min(variants["compile"]["epoch_s"])
     assert speed["dataloader"] < speed["on-device"] / 3

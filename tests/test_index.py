@@ -34,3 +34,19 @@ def test_the_built_home_page_shows_the_versions_it_was_built_with(built_site):
     today = datetime.datetime.now(datetime.timezone.utc)
     yesterday = today - datetime.timedelta(days=1)  # a build that ran across midnight
     assert f"{today:%Y-%m-%d}" in html or f"{yesterday:%Y-%m-%d}" in html
+
+
+def test_every_install_command_is_marked_as_not_run_with_a_reason():
+    """What runs where: pytest-codeblocks runs every shell fence without a skip marker, and every command that
+    installs something carries one, with its reason."""
+    fence = re.compile(r"^(?P<indent> *)```(?P<lang>bash|sh|console)\n(?P<body>.*?)^(?P=indent)```", re.M | re.S)
+    marker = re.compile(r"<!--pytest\.mark\.skip\(reason=\"[^\"]{10,}\"\)-->\s*$")
+    installs = 0
+    for path in sorted(DOCS.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for match in fence.finditer(text):
+            before = text[: match.start()].rstrip().splitlines()[-1].strip()
+            if re.search(r"\b(pip|conda) (install|create)\b", match["body"]):
+                installs += 1
+                assert marker.search(before), f"{path.name}: an install command without a skip marker"
+    assert installs >= 3  # the install page's pip, index-url and conda commands

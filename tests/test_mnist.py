@@ -7,9 +7,11 @@ results are the report's hidden blocks (benchmarks/reports/mnist.py), run sectio
 """
 
 import os
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.error import URLError
 
 import matplotlib.pyplot as plt
@@ -20,6 +22,7 @@ from conftest import (
     snippet_sections,
     synthetic_digits,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
+    write_idx,
 )
 from PIL import Image
 from torch.utils.data import DataLoader, random_split
@@ -160,6 +163,34 @@ def test_save_reload_gives_identical_predictions_and_infers_the_widths(tmp_path)
     assert not reloaded.training
     with pytest.raises(RuntimeError):  # wrong widths: load_state_dict is strict
         m.load_model(path, hidden=(128,))
+
+
+def test_an_atomic_save_gets_the_permissions_of_a_plain_save(tmp_path):
+    """Not tempfile.mkstemp's 0600, which the rename would keep: a server running as another user can read it."""
+    previous = os.umask(0o022)  # the usual one: under umask 077 every new file is 0600 and this would prove nothing
+    try:
+        plain = tmp_path / "plain.pt"
+        torch.save({}, plain)
+        atomic = m.save_state_dict_atomic(m.build_model(), tmp_path / "atomic.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert stat.S_IMODE(atomic.stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(os.name != "posix", reason="only POSIX can open and sync a folder")
+def test_an_atomic_save_syncs_the_file_then_its_folder_after_the_rename(tmp_path, monkeypatch):
+    """The file's bytes reach the disk before the rename, and the folder's entry for the new name after it: a crash
+    then leaves the old file or the whole new one."""
+    path, synced, fsync = tmp_path / "net.pt", [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), path.exists()))
+        fsync(fd)
+
+    monkeypatch.setattr(m.os, "fsync", recording_fsync)
+    m.save_state_dict_atomic(m.build_model(), path)
+    assert synced == [(False, False), (True, True)]  # (a folder?, renamed yet?): the file first, then the folder
 
 
 def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
@@ -304,6 +335,20 @@ def test_the_recorded_results_render():
     plt.close("all")
 
 
+def test_the_speed_report_says_what_a_larger_batch_saved_from_the_record():
+    """The page's batch-size paragraph reads its numbers off these lines (no cause is claimed that was not measured)."""
+    plt.close("all")
+    _, outputs = run_sections(REPORT, ["record", "look", "speed"])  # look imports what speed uses
+    speed = read_record("mnist")["metrics"]["speed"]
+    small, large = speed["fast"][0], speed["fast"][-1]
+    assert (small["batch_size"], large["batch_size"]) == (128, 512)
+    saved = small["median_epoch_seconds"] - large["median_epoch_seconds"]
+    ratio = large["median_epoch_seconds"] / speed["floor_seconds"]
+    line = f"batch 128 → 512: {469 - 118} fewer steps, {saved:.3f} s less per epoch, still {ratio:.1f}x the floor"
+    assert line in outputs[2]
+    plt.close("all")
+
+
 def test_exercise_cross_entropy_is_nll_of_log_softmax_and_log_of_softmax_overflows(page_run):
     out = page_run.printed_by("exercise-loss")
     assert "log_softmax: 200.0" in out and "log(softmax): inf" in out
@@ -353,3 +398,43 @@ def test_the_seed_option_leaves_the_validation_split_alone(mnist_root, tmp_path)
 
     assert held_out("--seed", "0") == held_out("--seed", "1")
     assert held_out("--split-seed", "0") != held_out("--split-seed", "1")
+
+
+def test_the_notebook_runs_top_to_bottom_the_scripts_cells_included(tmp_path):
+    """Jupyter's "Run all" runs the cells the site's build skips too (tagged skip-execution): mnist.ipynb, every code
+    cell, in a real kernel, on synthetic MNIST files in data/ (enough images for the default 5,000 held out), with
+    every proxy pointing nowhere: the page's options find the files, and the script's cells train and save."""
+    from nbclient import NotebookClient
+
+    import site_tools.notebooks as notebooks
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n, seed in (("train", 6000, 0), ("t10k", 300, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
+    config = notebooks.load_site_config()
+    page = (Path(config["docs_dir"]) / "mnist.md").read_text(encoding="utf-8")
+    nb = notebooks.Converter.from_config(config).notebook("mnist.md", page)
+    skipped = [cell for cell in nb.cells if notebooks.SKIP_TAG in cell.metadata.get("tags", [])]
+    assert len(skipped) == 5  # the script's cells: data, preload, train, test, save
+    nowhere = "http://127.0.0.1:9"  # the discard port: a download would fail at once
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND" and not k.startswith("PYTHON")}
+    env.update(http_proxy=nowhere, https_proxy=nowhere, HTTP_PROXY=nowhere, HTTPS_PROXY=nowhere, CI="true")
+    client = NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+        skip_cells_with_tag="run-every-cell",  # no cell has it: the kernel runs them all, as "Run all" does
+    )
+    client.execute(env=env)
+    out = "".join(
+        output.get("text", "") for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+    )
+    assert "6000 training and 300 test images" in out and "validation (5000, 784)" in out
+    assert "epoch 6:" in out and "test accuracy:" in out
+    assert "identical predictions: True" in out  # the page's save demo, after the script trained the model
+    assert "the reloaded model gives identical predictions: True" in out
+    assert "mnist_mlp.sample.png: predicted" in out and (tmp_path / "mnist_mlp.pt").exists()

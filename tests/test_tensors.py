@@ -12,12 +12,6 @@ import torch
 from conftest import page_html, run_section, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 
-@pytest.fixture(scope="module")
-def section(page_run):
-    """section(name) -> (the page's names right after that section, what its block printed)."""
-    return lambda name: (vars(page_run.names_after(name)), page_run.printed_by(name))
-
-
 def test_create(section):
     _, out = section("create")
     lines = out.splitlines()
@@ -185,6 +179,14 @@ def test_device_selection_falls_back_to_cpu_when_no_accelerator_is_usable(sectio
     assert out.splitlines()[-1] == (
         f"unchecked: {torch.accelerator.current_accelerator()} usable: {torch.accelerator.is_available()}"
     )
+
+
+def test_python_numbers_and_0d_cpu_tensors_mix_with_any_device_and_other_cpu_tensors_do_not():
+    """The page's exception to "all operands on the same device", on the meta device (no accelerator needed)."""
+    x = torch.ones(3, device="meta")
+    assert (x * 2).device.type == "meta" and (x * torch.tensor(2.0)).device.type == "meta"
+    with pytest.raises(RuntimeError, match="device"):
+        x * torch.ones(3)
 
 
 def test_exercise_distances_match_a_loop(section):

@@ -2,6 +2,7 @@
 says."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -99,16 +100,47 @@ def test_the_workflow_publishes_the_notebooks_to_the_branch_colab_opens():
     assert f"git init -q -b {branch}" in script and script.rstrip().endswith(f'.git" {branch}')
 
 
-def test_a_weekly_job_tests_the_newest_torch_and_publishes_nothing():
+def test_a_weekly_workflow_tests_both_ends_of_the_range_and_publishes_nothing():
     workflow = yaml.safe_load(NEWEST.read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
     assert "workflow_dispatch" in triggers and triggers["schedule"][0]["cron"].endswith("* * 1")
-    (job,) = workflow["jobs"].values()
-    commands = "\n".join(step.get("run", "") for step in job["steps"])
+    assert workflow["permissions"] == {"contents": "read"}
+    assert set(workflow["jobs"]) == {"test-newest", "test-oldest"}
+    for job in workflow["jobs"].values():
+        assert not any("deploy" in step.get("uses", "") or "pages" in step.get("uses", "") for step in job["steps"])
+
+
+def job_commands(job):
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_the_newest_job_runs_the_whole_suite_on_the_newest_torch():
+    commands = job_commands(yaml.safe_load(NEWEST.read_text())["jobs"]["test-newest"])
     assert "pip install --upgrade torch torchvision" in commands
     assert commands.index("make install") < commands.index("--upgrade torch") < commands.index("make test")
-    assert workflow["permissions"] == {"contents": "read"}
-    assert not any("deploy" in step.get("uses", "") or "pages" in step.get("uses", "") for step in job["steps"])
+
+
+HOME_PAGE_OLDEST = re.compile(r"oldest the guide supports,\s+\*\*PyTorch (\d+\.\d+) with torchvision (\d+\.\d+)\*\*")
+
+
+def test_the_oldest_job_runs_every_page_and_the_chapter_tests_on_the_release_the_home_page_names():
+    job = yaml.safe_load(NEWEST.read_text())["jobs"]["test-oldest"]
+    home = HOME_PAGE_OLDEST.search((ROOT / "docs" / "index.md").read_text(encoding="utf-8"))
+    assert home, "docs/index.md names the oldest tested release as **PyTorch X.Y with torchvision X.Y**"
+    torch_pin, vision_pin = job["env"]["OLDEST_TORCH"], job["env"]["OLDEST_TORCHVISION"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", torch_pin) and re.fullmatch(r"\d+\.\d+\.\d+", vision_pin)
+    assert (torch_pin.rsplit(".", 1)[0], vision_pin.rsplit(".", 1)[0]) == home.groups()
+    # torchvision 0.N pairs with torch 2.(N - 15) since torch 2.0 / torchvision 0.15
+    assert int(vision_pin.split(".")[1]) - 15 == int(torch_pin.split(".")[1])
+    commands = job_commands(job)
+    install = 'pip install "torch==${OLDEST_TORCH}" "torchvision==${OLDEST_TORCHVISION}"'
+    assert commands.index("make install") < commands.index(install) < commands.index("make pages")
+    tests = next(line for line in commands.splitlines() if "pytest" in line)
+    assert commands.index("make pages") < commands.index(tests)
+    assert "tests/test_*.py" in tests.split() and "tests/benchmarks" in tests.split()
+    pinned = re.search(r"^torch==([\d.]+)", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    as_tuple = lambda version: tuple(map(int, version.split(".")))  # noqa: E731
+    assert as_tuple(torch_pin) < as_tuple(pinned)  # older than the pinned release, or the job tests nothing new
 
 
 def test_ci_runs_exactly_the_readme_test_command():
