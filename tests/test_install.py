@@ -1,10 +1,13 @@
 """docs/install.md: the verify snippet, the current_accelerator() trap, and the page's shell blocks."""
 
+import ast
 import re
+import sys
+from importlib import metadata
 
 import pytest
 import torch
-from conftest import DOCS, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
+from conftest import DOCS, ROOT, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 
 PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
 
@@ -70,3 +73,56 @@ def test_conda_instructions_use_conda_forge_not_the_retired_pytorch_channel():
     assert conda_commands and all("-c conda-forge" in code for code in conda_commands)
     assert not any("-c pytorch" in code for code in conda_commands)
     assert '=== "pip"' in PAGE and '=== "conda"' in PAGE
+
+
+def distribution_name(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_by(commands, tool):
+    """The package names that the page's `<tool> install`/`create` lines name (options and paths left out)."""
+    names = set()
+    for line in re.sub(r"\\\n\s*", " ", commands).split("\n"):
+        words = line.split("#")[0].split()
+        if words[:2] in ([tool, "install"], [tool, "create"]):
+            names |= {distribution_name(w) for w in words[2:] if re.fullmatch(r"[A-Za-z][\w.-]*", w)}
+    return names
+
+
+def test_the_install_commands_install_every_package_the_pages_code_imports():
+    """A notebook run in a fresh environment with the install page's packages finds every import (fastapi and
+    uvicorn were once missing): the snippets' imports, as distributions, against what the pip and conda commands
+    name and what those pull in."""
+    local = {"snippets", "benchmarks", "site_tools", "conftest"}
+    modules = set()
+    for path in (ROOT / "snippets").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    modules -= set(sys.stdlib_module_names) | local
+    owners = metadata.packages_distributions()
+    needed = {distribution_name(owners[module][0]) for module in modules}
+    assert {"torch", "fastapi", "uvicorn"} <= needed
+
+    def with_requirements(names):
+        found, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name in found:
+                continue
+            found.add(name)
+            try:
+                requires = metadata.requires(name) or []
+            except metadata.PackageNotFoundError:
+                continue
+            todo += [distribution_name(re.match(r"[\w.-]+", r)[0]) for r in requires if "extra ==" not in r]
+        return found
+
+    blocks = "\n".join(code for _, code in shell_blocks())
+    pip = installed_by(blocks, "pip")
+    conda = {"torch" if name == "pytorch" else name for name in installed_by(blocks, "conda")}
+    for tool, names in (("pip", pip), ("conda", conda)):
+        missing = sorted(needed - with_requirements(names))
+        assert not missing, f"imported by the pages' code, not installed by the {tool} commands: {missing}"
