@@ -47,7 +47,11 @@ def record_file_access(opened, listed):
         if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
             opened.add(os.path.abspath(os.fsdecode(args[0])))
         elif event in ("os.listdir", "os.scandir") and args and isinstance(args[0], str | bytes | os.PathLike):
-            listed.add(os.path.abspath(os.fsdecode(args[0])))
+            folder = os.path.abspath(os.fsdecode(args[0]))
+            # not the folders of sys.path, which the import system lists: a module the run imports is recorded
+            # itself, and a new file beside it (a clone's first .cache/) must not make every page stale
+            if folder not in {os.path.abspath(entry or os.curdir) for entry in sys.path}:
+                listed.add(folder)
 
     sys.addaudithook(hook)
 

@@ -95,6 +95,14 @@ def test_the_environment_key_ignores_what_libraries_set_in_a_test_process_and_no
     assert environment()["variables"] != before["variables"]
 
 
+def test_a_new_file_beside_the_repositorys_packages_leaves_a_run_current():
+    """The import system lists every folder of sys.path (the repository's root among them): those listings are not
+    dependencies, or the first .cache/ a fresh clone's tests create would make every page run again."""
+    run = execution.run_blocks(blocks("import snippets\nimport os\nprint(sorted(os.listdir('.')))", shown=False))
+    assert str(execution.ROOT) not in run["dependencies"] and "." not in run["dependencies"]
+    assert any(path.endswith("snippets/__init__.py") for path in run["dependencies"])
+
+
 def test_every_page_run_stays_within_its_cpu_budget():
     """A page's code runs at every build: seconds, not minutes (a full training run belongs in a recorded run)."""
     budget = 120  # CPU seconds of one page's run, one thread
