@@ -371,7 +371,5 @@ def describe_cpu_run(record):
     """``describe``, then the CPU threads a benchmark ran with and the load average at its start and end."""
     metrics = record["metrics"]
     load = metrics["load_average"]
-    count = metrics["threads"]
-    threads = f"{_threads(count)}; load average {load[0]:.2f} at the start, {load[1]:.2f}"
-    threads += " at the end"
+    threads = f"{_threads(metrics['threads'])}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
     return f"{describe(record)}\n{threads}"

@@ -24,6 +24,7 @@ import textwrap
 import time
 import types
 import uuid
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -328,6 +329,53 @@ def normalise(text):
     return text
 
 
+# --- what a reader installs: the Install page's commands and what they pull in
+
+
+def distribution_name(name):
+    """A distribution's name as pip compares names (PEP 503): case and runs of ``-_.`` do not matter."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_by(commands, tool):
+    """The package names that the `<tool> install`/`create` lines of ``commands`` name (options and paths left
+    out)."""
+    names = set()
+    for line in re.sub(r"\\\n\s*", " ", commands).split("\n"):
+        words = line.split("#")[0].split()
+        if words[:2] in ([tool, "install"], [tool, "create"]):
+            names |= {distribution_name(w) for w in words[2:] if re.fullmatch(r"[A-Za-z][\w.-]*", w)}
+    return names
+
+
+def install_page_packages():
+    """The distributions the Install page tells a reader to pip install."""
+    return installed_by((DOCS / "install.md").read_text(encoding="utf-8"), "pip")
+
+
+def with_requirements(distributions):
+    """The distributions' names and those of everything they require, as installed here (extras left out)."""
+    found, todo = set(), [distribution_name(name) for name in distributions]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [distribution_name(re.match(r"[\w.-]+", r)[0]) for r in requires if "extra ==" not in r]
+    return found
+
+
+def importable_from(distributions):
+    """Top-level module names that the distributions and everything they depend on provide."""
+    found = with_requirements(distributions)
+    provided = metadata.packages_distributions()  # {module: [distribution, ...]}
+    return {module for module, owners in provided.items() if {distribution_name(o) for o in owners} & found}
+
+
 # --- a chapter test's run of its page
 
 
@@ -377,6 +425,13 @@ class PageRunHere:
     def printed_by(self, section, module=None):
         """What the block showing ``section`` (of snippets/<page>.py, or of ``module``) printed."""
         return self.outputs[self._block_of(section, module)]
+
+    def printed_by_the_build(self, section, module=None):
+        """What the page's own run (site_tools/execution.py, one thread: the run the site renders) printed for
+        ``section``: for claims about timings and other processes, checked on what the page shows."""
+        run = execution.page_run(self.page)
+        stored = [stdout for block, stdout, _ in execution.block_results(run) if block["shown"]]
+        return stored[self._block_of(section, module)]
 
     def names_after(self, section, module=None):
         """The page's names right after the block showing ``section`` (later blocks may rebind them)."""
@@ -497,13 +552,18 @@ def write_idx(path, tensor, magic):
 
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    write_synthetic_mnist(root, train=200, test=100)
+    return root
+
+
+def write_synthetic_mnist(root, train, test):
+    """``train`` and ``test`` synthetic digits as MNIST's four files, in root/MNIST/raw where torchvision reads them."""
     import torch
 
-    root = tmp_path_factory.mktemp("mnist")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", 200, 0), ("t10k", 100, 1)):
+    for prefix, n, seed in (("train", train, 0), ("t10k", test, 1)):
         images, labels = synthetic_digits(n, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
-    return root

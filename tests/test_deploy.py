@@ -203,7 +203,7 @@ def test_the_session_options_and_what_onnxruntime_fuses(printed):
     assert "FusedConv" in printed and "FusedGemm" in printed
 
 
-def test_onnx_session_turns_spinning_off_and_prefers_an_installed_provider(tmp_path, monkeypatch, page):
+def test_onnx_session_turns_spinning_off_and_prefers_an_installed_provider(monkeypatch, page):
     import onnxruntime
 
     made = {}

@@ -7,7 +7,14 @@ from importlib import metadata
 
 import pytest
 import torch
-from conftest import DOCS, ROOT, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
+from conftest import (  # noqa: F401 (a test)
+    DOCS,
+    ROOT,
+    distribution_name,
+    installed_by,
+    test_the_page_prints_what_its_build_shows,
+    with_requirements,
+)
 
 PAGE = (DOCS / "install.md").read_text(encoding="utf-8")
 
@@ -75,20 +82,6 @@ def test_conda_instructions_use_conda_forge_not_the_retired_pytorch_channel():
     assert '=== "pip"' in PAGE and '=== "conda"' in PAGE
 
 
-def distribution_name(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def installed_by(commands, tool):
-    """The package names that the page's `<tool> install`/`create` lines name (options and paths left out)."""
-    names = set()
-    for line in re.sub(r"\\\n\s*", " ", commands).split("\n"):
-        words = line.split("#")[0].split()
-        if words[:2] in ([tool, "install"], [tool, "create"]):
-            names |= {distribution_name(w) for w in words[2:] if re.fullmatch(r"[A-Za-z][\w.-]*", w)}
-    return names
-
-
 def test_the_install_commands_install_every_package_the_pages_code_imports():
     """A notebook run in a fresh environment with the install page's packages finds every import (fastapi and
     uvicorn were once missing): the snippets' imports, as distributions, against what the pip and conda commands
@@ -105,20 +98,6 @@ def test_the_install_commands_install_every_package_the_pages_code_imports():
     owners = metadata.packages_distributions()
     needed = {distribution_name(owners[module][0]) for module in modules}
     assert {"torch", "fastapi", "uvicorn"} <= needed
-
-    def with_requirements(names):
-        found, todo = set(), list(names)
-        while todo:
-            name = todo.pop()
-            if name in found:
-                continue
-            found.add(name)
-            try:
-                requires = metadata.requires(name) or []
-            except metadata.PackageNotFoundError:
-                continue
-            todo += [distribution_name(re.match(r"[\w.-]+", r)[0]) for r in requires if "extra ==" not in r]
-        return found
 
     blocks = "\n".join(code for _, code in shell_blocks())
     pip = installed_by(blocks, "pip")

@@ -22,7 +22,7 @@ from conftest import (
     snippet_sections,
     synthetic_digits,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
-    write_idx,
+    write_synthetic_mnist,
 )
 from PIL import Image
 from torch.utils.data import DataLoader, random_split
@@ -408,12 +408,7 @@ def test_the_notebook_runs_top_to_bottom_the_scripts_cells_included(tmp_path):
 
     import site_tools.notebooks as notebooks
 
-    raw = tmp_path / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", 6000, 0), ("t10k", 300, 1)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
+    write_synthetic_mnist(tmp_path / "data", train=6000, test=300)
     config = notebooks.load_site_config()
     page = (Path(config["docs_dir"]) / "mnist.md").read_text(encoding="utf-8")
     nb = notebooks.Converter.from_config(config).notebook("mnist.md", page)

@@ -20,7 +20,6 @@ from conftest import DOCS, snippet_sections, test_the_page_prints_what_its_build
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
 
 import snippets.workers as w
-from site_tools import execution
 
 
 def test_the_files_are_read_back_one_per_item(page, printed):
@@ -60,18 +59,10 @@ def test_persistent_workers_keep_the_dataset_they_started_with():
 
 
 @pytest.fixture(scope="module")
-def shown():
-    """What the page's own run (one thread; the run the site renders) printed for a section: the claims about
-    timings and other processes are checked on what the page shows, not on a run of this test's own."""
-    run = execution.page_run("workers")
-    outputs = [(block["code"], stdout) for block, stdout, _ in execution.block_results(run) if block["shown"]]
-
-    def printed_by(section):
-        code = snippet_sections("workers")[section].strip()
-        [stdout] = [stdout for block_code, stdout in outputs if code in block_code]
-        return stdout
-
-    return printed_by
+def shown(page_run):
+    """The claims about timings and other processes are checked on what the page shows (its own one-thread run),
+    not on a run of this test's own."""
+    return page_run.printed_by_the_build
 
 
 def test_the_timings_show_what_the_page_reads_from_them(shown, page):

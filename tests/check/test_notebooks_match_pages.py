@@ -8,11 +8,10 @@ import re
 import symtable
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 
 import nbformat
 import pytest
-from conftest import CHAPTERS, ROOT
+from conftest import CHAPTERS, importable_from, install_page_packages
 from notebook_page import fixture_converter, write_fixture
 
 import site_tools.notebooks as notebooks
@@ -189,25 +188,6 @@ def undefined_names(cells):
     return sorted(problems)
 
 
-def install_page_modules():
-    """The top-level modules of the distributions the Install page's pip commands install, and their dependencies'
-    (as tests/site/test_paste.py reads them)."""
-    text = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
-    todo = [word for line in re.findall(r"^\s*pip install ([^\n#\\]+)", text, re.M) for word in line.split()]
-    seen = set()
-    while todo:
-        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
-        if name in seen or name.startswith("-"):
-            continue
-        seen.add(name)
-        try:
-            todo += [re.match(r"[\w.-]+", r)[0] for r in metadata.requires(name) or [] if "extra ==" not in r]
-        except metadata.PackageNotFoundError:
-            continue
-    owners = metadata.packages_distributions()
-    return {module for module, dists in owners.items() if {re.sub(r"[-_.]+", "-", d).lower() for d in dists} & seen}
-
-
 def foreign_imports(cells, allowed):
     """[(cell number, modules)]: code cells importing a module that is neither in the standard library nor in
     ``allowed``: a notebook opened in Colab has no file beside it (the MNIST chapter's ``mnist.py``)."""
@@ -261,11 +241,11 @@ def test_the_name_check_reads_a_function_s_names_where_a_cell_uses_it():
     assert undefined_names(code_cells("def f():\n    return later", "later = 1", "f()")) == []
 
 
-def test_the_import_check_finds_a_module_a_fresh_notebook_does_not_have():
+def test_the_import_check_finds_a_module_a_fresh_notebook_does_not_have(reader_modules):
     cells = code_cells("import os.path\nimport torch", "from mnist import load_png", "from . import x", "import numpy")
     assert foreign_imports(cells, {"torch"}) == [(1, ["mnist"]), (2, ["."]), (3, ["numpy"])]
-    assert {"torch", "torchvision", "sklearn", "PIL", "fastapi", "uvicorn"} <= install_page_modules()
-    assert "mnist" not in install_page_modules()
+    assert {"torch", "torchvision", "sklearn", "PIL", "fastapi", "uvicorn"} <= reader_modules
+    assert "mnist" not in reader_modules
 
 
 def test_the_guard_check_finds_a_script_cell_that_would_start_the_script():
@@ -279,7 +259,8 @@ def test_the_guard_check_finds_a_script_cell_that_would_start_the_script():
 
 @pytest.fixture(scope="module")
 def reader_modules():
-    return install_page_modules()
+    """The top-level modules of what the Install page's pip commands install, with their dependencies."""
+    return importable_from(install_page_packages())
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

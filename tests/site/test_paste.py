@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 from bs4 import BeautifulSoup, Comment
-from conftest import ROOT, normalise, page_html, site_built_by
+from conftest import ROOT, importable_from, install_page_packages, normalise, page_html, site_built_by
 
 from site_tools import execution
 
@@ -107,36 +107,6 @@ def test_normalise_keeps_everything_but_run_to_run_noise():
     )
     assert normalise("largest difference: 4.66e-09") == "largest difference: 4.66e-09"
     assert normalise("a  12.5 ms,    4,889 items/s") == normalise("a 112.5 ms, 4,000,889 items/s")
-
-
-def install_page_packages():
-    """The distributions the Install page tells a reader to pip install."""
-    text = (ROOT / "docs" / "install.md").read_text(encoding="utf-8")
-    names = []
-    for command in re.findall(r"^\s*pip install ([^\n#\\]+)", text, re.M):
-        names += [word for word in command.split() if not word.startswith("-")]
-    return names
-
-
-def importable_from(distributions):
-    """Top-level module names that the distributions and everything they depend on provide."""
-    from importlib import metadata
-
-    seen, todo = set(), [name.lower().replace("_", "-") for name in distributions]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        try:
-            requirements = metadata.requires(name) or []
-        except metadata.PackageNotFoundError:
-            continue
-        for requirement in requirements:
-            if "extra ==" not in requirement:
-                todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement)[0].lower().replace("_", "-"))
-    provided = metadata.packages_distributions()  # {module: [distribution, ...]}
-    return {module for module, owners in provided.items() if {o.lower().replace("_", "-") for o in owners} & seen}
 
 
 def test_shown_blocks_import_only_what_the_install_page_installs(mkdocs_site):
