@@ -9,6 +9,7 @@ with the eager model, and SIGTERM under load. Every wait is bounded, and every p
 
 import asyncio
 import collections
+import contextlib
 import http.client
 import io
 import json
@@ -68,6 +69,11 @@ def raw(port, data, timeout=10):
 
 
 HEAD = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+
+
+def predict_request(body):
+    """The bytes of POST /predict with ``body`` and its Content-Length."""
+    return HEAD + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
 
 
 def timed_raw(port, data):
@@ -225,14 +231,22 @@ def image(value):
     return torch.full((1, 1, 28, 28), value, dtype=torch.uint8)
 
 
+@contextlib.asynccontextmanager
+async def running(batcher):
+    """``batcher`` running in a task; then cancelled, and its worker thread shut down."""
+    runner = asyncio.create_task(batcher.run())
+    try:
+        yield batcher
+    finally:
+        runner.cancel()
+        batcher.worker.shutdown()
+
+
 def test_each_request_gets_its_own_row_in_batches_of_at_most_n():
     async def scenario():
         model = Lookup()
-        batcher = s.Batcher(model, max_batch=8, max_wait=0.05)
-        runner = asyncio.create_task(batcher.run())
-        answers = await asyncio.gather(*(batcher.predict(image(i)) for i in range(30)))
-        runner.cancel()
-        batcher.worker.shutdown()
+        async with running(s.Batcher(model, max_batch=8, max_wait=0.05)) as batcher:
+            answers = await asyncio.gather(*(batcher.predict(image(i)) for i in range(30)))
         return model, batcher, answers
 
     model, batcher, answers = asyncio.run(scenario())
@@ -244,46 +258,42 @@ def test_each_request_gets_its_own_row_in_batches_of_at_most_n():
 
 def test_a_batch_waits_t_for_company_but_not_once_it_is_full():
     async def timed(requests, max_batch):
-        batcher = s.Batcher(Lookup(), max_batch=max_batch, max_wait=0.3)
-        runner = asyncio.create_task(batcher.run())
-        started = time.perf_counter()
-        await asyncio.gather(*(batcher.predict(image(i)) for i in range(requests)))
-        runner.cancel()
-        batcher.worker.shutdown()
-        return time.perf_counter() - started
+        async with running(s.Batcher(Lookup(), max_batch=max_batch, max_wait=0.3)) as batcher:
+            started = time.perf_counter()
+            await asyncio.gather(*(batcher.predict(image(i)) for i in range(requests)))
+            return time.perf_counter() - started
 
     assert asyncio.run(timed(1, max_batch=4)) >= 0.3  # alone: the whole wait
     assert asyncio.run(timed(4, max_batch=4)) < 0.25  # full at once: no wait
 
 
-def test_a_failing_forward_pass_fails_its_batch_only():
-    async def scenario():
-        batcher = s.Batcher(Lookup(fail_on=3), max_batch=4, max_wait=0.05)
-        runner = asyncio.create_task(batcher.run())
-        failed = await asyncio.gather(*(batcher.predict(image(i)) for i in range(2, 6)), return_exceptions=True)
-        after = await batcher.predict(image(7))
-        runner.cancel()
-        batcher.worker.shutdown()
-        return failed, after
+def a_failed_batch_then_one_more(batcher, values, mend=lambda: None):
+    """(the answers, exceptions included, to images of ``values`` sent at once; after ``mend()``, the answer to an
+    image of 7)."""
 
-    failed, after = asyncio.run(scenario())
+    async def scenario():
+        async with running(batcher), asyncio.timeout(5):  # the batcher's death: these would wait forever
+            failed = await asyncio.gather(*(batcher.predict(image(i)) for i in values), return_exceptions=True)
+            mend()
+            return failed, await batcher.predict(image(7))
+
+    return asyncio.run(scenario())
+
+
+def test_a_failing_forward_pass_fails_its_batch_only():
+    batcher = s.Batcher(Lookup(fail_on=3), max_batch=4, max_wait=0.05)
+    failed, after = a_failed_batch_then_one_more(batcher, range(2, 6))
     assert all(isinstance(answer, RuntimeError) for answer in failed) and after == (7, 1.0)
 
 
 def test_a_failure_outside_the_forward_pass_fails_its_batch_and_the_batcher_goes_on():
-    async def scenario():
-        batcher = s.Batcher(Lookup(), max_batch=4)
-        runner = asyncio.create_task(batcher.run())
-        counted, batcher.batch_sizes = batcher.batch_sizes, None  # a bug after the forward pass
-        async with asyncio.timeout(5):  # the batcher's death: these would wait forever
-            failed = await asyncio.gather(*(batcher.predict(image(i)) for i in range(3)), return_exceptions=True)
-            batcher.batch_sizes = counted
-            after = await batcher.predict(image(7))
-        runner.cancel()
-        batcher.worker.shutdown()
-        return failed, after
+    batcher = s.Batcher(Lookup(), max_batch=4)
+    counted, batcher.batch_sizes = batcher.batch_sizes, None  # a bug after the forward pass
 
-    failed, after = asyncio.run(scenario())
+    def mend():
+        batcher.batch_sizes = counted
+
+    failed, after = a_failed_batch_then_one_more(batcher, range(3), mend)
     assert all(isinstance(answer, TypeError) for answer in failed) and after == (7, 1.0)
 
 
@@ -500,7 +510,7 @@ def test_a_request_whose_client_went_away_is_not_computed(stand_in):
             wait_for(lambda: stand_in.model.batches, 5, "the first request was not computed")
             with socket.create_connection(("127.0.0.1", stand_in.port), timeout=5) as leaving:
                 body = png_bytes(np.full((28, 28), 5, np.uint8))
-                leaving.sendall(HEAD + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                leaving.sendall(predict_request(body))
                 time.sleep(0.1)  # queued behind the first
             assert first.result(timeout=5)[0::2] == (200, '{"digit":3,"probability":1.0}')
         time.sleep(0.5)  # time for another forward pass, if any
@@ -547,16 +557,13 @@ def test_readiness_answers_503_until_the_model_is_loaded_and_warmed_up(server):
 
 @pytest.mark.parametrize("value", [b"\xb2", "²".encode(), b"12abc", b"-1"])
 def test_a_malformed_content_length_gets_a_400_and_the_server_goes_on(server, value):
-    answer = raw(server.port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: "
-                 + value + b"\r\n\r\n")  # fmt: skip
+    answer = raw(server.port, HEAD + b"Content-Length: " + value + b"\r\n\r\n")
     assert answer.startswith("HTTP/1.1 400 ") and "Traceback" not in answer
     assert ask(server.port, "GET", "/ready")[0] == 200
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_sent(server):
-    answer = raw(
-        server.port, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 5000000\r\n\r\n"
-    )  # fmt: skip  (headers only: the server answers, and closes)
+    answer = raw(server.port, HEAD + b"Content-Length: 5000000\r\n\r\n")  # headers only: the server answers, and closes
     head, _, body = answer.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 413 ") and "connection: close" in head.lower()
     assert json.loads(body) == {"detail": "a body over 100,000 bytes"}
@@ -564,8 +571,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(server):
 
 def test_a_streamed_body_is_counted_as_it_arrives_and_refused_past_the_limit(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-        connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+        connection.sendall(HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
         connection.settimeout(0.05)
         sent, answer = 0, b""
         while not answer and sent < 1_000_000:  # 10 kB chunks, until the server answers
@@ -606,7 +612,7 @@ def test_a_request_pipelined_behind_a_complete_one_has_the_deadline_too(server, 
     from its buffer, with no byte received; the deadline runs from the first's answer. Two connections, one whose
     second request stops in its head, one in its body."""
     body = png_bytes(page.pixels[1500, 0].numpy())
-    first = HEAD + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    first = predict_request(body)
     connections = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(2)]
     try:
         started = time.monotonic()
@@ -707,9 +713,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(server, p
     connections = []
     try:
         for picture in images:
-            body = png_bytes(picture[0].numpy())
-            request = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: "
-                       + str(len(body)).encode() + b"\r\n\r\n" + body)  # fmt: skip
+            request = predict_request(png_bytes(picture[0].numpy()))
             connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
             connection.sendall(request[:-1])
             connections.append((connection, request[-1:]))

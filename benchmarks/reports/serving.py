@@ -39,18 +39,16 @@ if __name__ == "__main__":
             )
     out("(n: the answers behind p50 and p99; batch: mean requests per forward pass)")
     out()
-    alone, batched, waited = (results.get(n) for n in ("no batching", "batching, no wait", "batching, wait 5 ms"))
+    alone, batched, waited = (results.get(name) for name in order)
 
     def measured(*runs):  # each with answers, so with a rate and a p99
         return all(run["requests"] > 0 for run in runs)
 
-    if alone and batched and measured(alone[max(alone, key=int)], batched[max(alone, key=int)]):
-        most = max(alone, key=int)
+    if alone and batched and measured(alone[most := max(alone, key=int)], batched[most]):
         ratio = batched[most]["requests_per_s"] / alone[most]["requests_per_s"]
         out(f"at {most} clients, batching without a wait: {ratio:.1f}x the requests/s of no batching,")
         out(f"  with a p99 of {batched[most]['p99_ms']:.0f} ms against {alone[most]['p99_ms']:.0f} ms")
-    if batched and waited and measured(waited[max(waited, key=int)], batched[max(waited, key=int)]):
-        most = max(waited, key=int)
+    if batched and waited and measured(waited[most := max(waited, key=int)], batched[most]):
         out(
             f"at {most} clients, the 5 ms wait: {waited[most]['requests_per_s']:,.0f} requests/s and a p99 of "
             f"{waited[most]['p99_ms']:.0f} ms,"
