@@ -82,12 +82,11 @@ class CsvImageDataset(Dataset):
                 path = root / (row["file"] or "")
                 if check_files and not path.is_file():  # now, not in epoch 3
                     raise FileNotFoundError(f"{csv_path}:{line}: no file {path}")
-                paths.append(str(path))
+                paths.append(os.fsencode(path))  # bytes: see below
                 labels.append(int(label))
         # one array of names (as bytes) and one tensor of labels, not a list of
         # Python objects: worker processes read them without copying them
-        names = np.array([os.fsencode(path) for path in paths])
-        self.paths, self.labels = names, torch.tensor(labels)
+        self.paths, self.labels = np.array(paths), torch.tensor(labels)
 
     def __len__(self):
         return len(self.labels)

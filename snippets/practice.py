@@ -506,10 +506,9 @@ if __name__ == "__main__":
         with torch.inference_mode():
             predicted = model.eval()(images[held_out]).argmax(1)
         truth = labels[held_out]
-        hits = torch.stack([(predicted == d) & (truth == d) for d in range(10)])
-        recall = hits.sum(1) / torch.stack([truth == d for d in range(10)]).sum(1)
-        said = torch.stack([predicted == d for d in range(10)]).sum(1)
-        precision = hits.sum(1) / said.clamp(min=1)
+        hits = truth[predicted == truth].bincount(minlength=10)  # right, per digit
+        recall = hits / truth.bincount(minlength=10)
+        precision = hits / predicted.bincount(minlength=10).clamp(min=1)
         return recall, precision
 
     balanced = counts.sum() / (10 * counts)  # rare digits weigh more
