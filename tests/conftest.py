@@ -317,6 +317,8 @@ RUN_TO_RUN = [  # (pattern, replacement): what may differ between two runs of th
     (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ][\d:.+]+Z?)?"), "<date>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<address>"),
     (re.compile(r"/tmp/[\w./-]+|/var/folders/[\w./-]+"), "<temporary path>"),
+    # memory a process measured it wrote to (the workers page): the pages it touched vary by a page or two
+    (re.compile(r"\bcopied \d[\d,]*(?:\.\d+)? ?[KMG]B\b"), "copied <memory>"),
 ]
 
 
