@@ -3,14 +3,24 @@
     python -m benchmarks.cnn --data-root data            # print them
     python -m benchmarks.cnn --data-root data --record   # and record them
 
-``--record`` writes docs/records/cnn.json: the chapter's CNN over 3 seeds (test
-accuracy per epoch, seconds of training, images per second, the ratio to the
-compute floor counted per layer by ``cnn.training_flops`` at the measured
-convolution throughput, with and without channels_last), its confusion matrix,
-the test digits it gets wrong, its first-layer filters and feature maps; the
-going-further recipe over 3 seeds and what each of its changes adds; and the
-transfer experiment on scikit-learn's digits (frozen features, fine-tuning, from
-scratch, with 5, 10 and 50 labelled images per class). Record on an idle machine.
+Every recipe is chosen on a validation split and the test set is read once per
+run, at the end, as in the MNIST chapter: the 60,000 training images are split
+into 55,000 to train on and 5,000 to validate (the MNIST chapter's seeded split).
+For the chapter's CNN (at most 60 s of training per run) and the going-further
+network (at most 5 minutes), a few candidate recipes are each trained with seeds
+0 and 1; the one with the best mean validation accuracy among those whose runs
+fit the time limit is trained with seeds 2 to 6, fresh ones, and those 5 runs
+are evaluated on the test set, once each. A run's training time, for the limit,
+is its number of epochs times its median epoch's seconds. The record also holds
+every candidate's runs, the chapter's CNN trained exactly like the MNIST
+chapter's MLP (5 seeds, nothing chosen), the speed of the channels_last layout
+and the compute floor, the confusion matrix, mistakes, filters and feature maps
+of the first test run, and the transfer experiment on scikit-learn's digits
+(each method's learning rate chosen on 200 validation digits; 797 held-out
+digits read once per run). Each run records the machine's load at its start and
+end and the process's CPU seconds. --record refuses to start above a load
+average of 0.5, and before each run waits while something else keeps the
+machine busy.
 """
 
 import argparse
@@ -24,17 +34,23 @@ import snippets.mnist as m
 import torch
 from site_tools.records import write_record
 from snippets.cnn import (
-    adapt,
+    CHOICE_SEEDS,
+    METHODS,
+    SEEDS,
     build_cnn,
+    choose_and_test,
     digits_as_mnist,
     random_affine,
-    train_few,
+    transfer,
 )
 from snippets.mnist import evaluate, fit
 from torch import nn
 
 PRODUCERS = [c.__file__, m.__file__, __file__]
-SEEDS = (0, 1, 2)
+VAL_SIZE, SPLIT_SEED = 5000, 0  # the MNIST chapter's validation split
+TIME_LIMITS = {"chapter": 60, "further": 300}  # seconds of training per run
+IDLE_LOAD = 0.5  # --record refuses to start above this 1-minute load average
+WAIT_SECONDS = 900  # how long a run waits for a busy machine before giving up
 CHAPTER = {
     "channels": (16, 32),
     "epochs": 5,
@@ -42,6 +58,13 @@ CHAPTER = {
     "max_lr": 4e-3,
     "label_smoothing": 0.1,
     "augment": {"degrees": 8, "shift": 0.08, "scale": (0.92, 1.08)},
+}
+CHAPTER_CANDIDATES = {
+    "augmentation, label smoothing": CHAPTER,
+    "peak learning rate 8e-3": {**CHAPTER, "max_lr": 8e-3},
+    "the same, 7 epochs": {**CHAPTER, "epochs": 7},
+    "without augmentation": {**CHAPTER, "augment": None},
+    "without label smoothing": {**CHAPTER, "label_smoothing": 0.0},
 }
 FURTHER = {
     "channels": (16, 32),
@@ -52,6 +75,20 @@ FURTHER = {
     "max_lr": 4e-3,
     "label_smoothing": 0.1,
     "augment": {"degrees": 10, "shift": 0.1, "scale": (0.9, 1.1)},
+}
+FURTHER_CANDIDATES = {  # the recipe, longer, and without two of its changes
+    "hidden layer, dropout, augmentation": FURTHER,
+    "the same, 20 epochs": {**FURTHER, "epochs": 20},
+    "without augmentation": {**FURTHER, "augment": None},
+    "without the hidden layer": {**FURTHER, "hidden": 0, "dropout": 0.0},
+}
+MLP_RECIPE = {  # the MNIST chapter's MLP recipe (benchmarks/mnist.py), with the CNN
+    "channels": (16, 32),
+    "epochs": 6,
+    "batch_size": 128,
+    "max_lr": 3e-3,
+    "label_smoothing": 0.0,
+    "augment": None,
 }
 
 
@@ -72,7 +109,73 @@ def conv_gflops(batch=256, repeats=10):
     return 2 * batch * 32 * 14 * 14 * 16 * 25 / seconds / 1e9
 
 
-def train_cnn(train, test, config, seed, channels_last=True):
+def refuse_a_busy_machine(parser, recording):
+    """The 1-minute load average at the start; --record refuses above IDLE_LOAD."""
+    load = os.getloadavg()[0]
+    if recording and load > IDLE_LOAD:
+        parser.error(
+            f"load average {load:.2f} (1 minute), above {IDLE_LOAD}: something "
+            "else is running; record on an idle machine"
+        )
+    return load
+
+
+def wait_while_busy(threads, poll=15):
+    """Before a recorded run: our own threads account for a load of about
+    ``threads``; above threads + 1 something else is busy, so wait (polling)
+    until the load falls to IDLE_LOAD, or give up after WAIT_SECONDS."""
+    load = os.getloadavg()[0]
+    if load <= threads + 1:
+        return
+    print(
+        f"load average {load:.2f}: waiting for the machine to be idle", flush=True
+    )
+    waited = 0
+    while os.getloadavg()[0] > IDLE_LOAD:
+        if waited >= WAIT_SECONDS:
+            raise SystemExit(
+                f"the load average stayed above {IDLE_LOAD} for {WAIT_SECONDS} s: "
+                "something else is running; nothing recorded"
+            )
+        time.sleep(poll)
+        waited += poll
+
+
+def measured(train_run, threads=None):
+    """train_run, with the 1-minute load average at each run's start and end,
+    the run's wall-clock and CPU seconds (all threads); given ``threads`` (when
+    recording), each run first waits while the machine is busy."""
+
+    def run(config, seed):
+        if threads is not None:
+            wait_while_busy(threads)
+        load, wall, cpu = (
+            os.getloadavg()[0],
+            time.perf_counter(),
+            time.process_time(),
+        )
+        result = train_run(config, seed)
+        result.update(
+            load=[load, os.getloadavg()[0]],
+            run_seconds=time.perf_counter() - wall,
+            cpu_seconds=time.process_time() - cpu,
+        )
+        return result
+
+    return run
+
+
+def split_training_set(train):
+    """The MNIST chapter's split: 55,000 images to train on, 5,000 to validate."""
+    images, labels = train
+    train_index, val_index = m.split_indices(len(labels), VAL_SIZE, SPLIT_SEED)
+    return (
+        (images[train_index], labels[train_index]),
+        (images[val_index], labels[val_index]),
+    )
+
+
+def train_cnn(train_part, val_part, config, seed, channels_last=True):
     """One training run of a recipe; returns the model and its history."""
     # --8<-- [start:train-cnn]
     torch.manual_seed(seed)
@@ -83,15 +186,16 @@ def train_cnn(train, test, config, seed, channels_last=True):
         model = model.to(memory_format=torch.channels_last)
     augment = None
     if config["augment"]:  # a new random rotation, shift and zoom per image
-        generator = torch.Generator().manual_seed(seed)
+        # a stream of its own: fit's batch order is seeded with `seed`
+        generator = torch.Generator().manual_seed(10_000 + seed)
 
         def augment(x):
             return random_affine(x, **config["augment"], generator=generator)
 
-    history = fit(
+    history = fit(  # validation accuracy after every epoch; never the test set
         model,
-        train,
-        test,
+        train_part,  # 55,000 images
+        val_part,  # the 5,000 held out of the training set
         epochs=config["epochs"],
         batch_size=config["batch_size"],
         max_lr=config["max_lr"],
@@ -103,38 +207,84 @@ def train_cnn(train, test, config, seed, channels_last=True):
     return model, history
 
 
-def runs_of(config, train, test, seeds):
-    runs, first = [], None
-    for seed in seeds:
-        model, history = train_cnn(train, test, config, seed)
-        seconds = sum(history["epoch_seconds"])
-        runs.append(
-            {
-                "seed": seed,
-                **history,
-                "train_seconds": seconds,
-                "test_accuracy": history["val_accuracy"][-1],
-            }
-        )
-        print(
-            f"  seed {seed}: {runs[-1]['test_accuracy']:.2%} in {seconds:.1f} s",
-            flush=True,
-        )
-        first = model if first is None else first
-    accuracies = [run["test_accuracy"] for run in runs]
-    summary = {
-        "config": config,
-        "runs": runs,
-        "mean": statistics.mean(accuracies),
-        "min": min(accuracies),
-        "max": max(accuracies),
-        "parameters": sum(p.numel() for p in first.parameters()),
+def cnn_run(train_part, val_part, config, seed):
+    """train_cnn as a run for cnn.choose_and_test: the model, its history, its
+    training seconds (epochs x the median epoch: the time limit's measure, which
+    one epoch slowed by something else on the machine barely moves), their sum,
+    its final validation accuracy and its training accuracy."""
+    model, history = train_cnn(train_part, val_part, config, seed)
+    epochs = history["epoch_seconds"]
+    run = {
+        "seed": seed,
+        "model": model,
+        **history,
+        "train_seconds": len(epochs) * statistics.median(epochs),
+        "wall_seconds": sum(epochs),
+        "validation": history["val_accuracy"][-1],
+        "train_accuracy": evaluate(model, *train_part),
     }
-    return summary, first
+    print(
+        f"  seed {seed}: validation {run['validation']:.2%}, "
+        f"{run['train_seconds']:.1f} s ({run['wall_seconds']:.1f} s in all)",
+        flush=True,
+    )
+    return run
+
+
+def without_models(runs):
+    return [{k: v for k, v in run.items() if k != "model"} for run in runs]
+
+
+def recipe(candidates, train_part, val_part, test, time_limit, threads=None):
+    """choose_and_test for CNN recipes; the record's entry, and the model of
+    the chosen recipe's first test run. threads: when recording (measured)."""
+    print("recipes:", ", ".join(candidates), flush=True)
+    result = choose_and_test(
+        candidates,
+        measured(
+            lambda config, seed: cnn_run(train_part, val_part, config, seed),
+            threads,
+        ),
+        lambda model: evaluate(model, *test),
+        time_limit,
+    )
+    first = result["runs"][0]["model"]
+    result.update(
+        parameters=sum(p.numel() for p in first.parameters()),
+        runs=without_models(result["runs"]),
+    )
+    print(f"test accuracy: {result['test']}", flush=True)
+    return result, first
+
+
+def mlp_recipe_runs(train_part, val_part, test, threads=None):
+    """The chapter's CNN trained exactly like the MNIST chapter's MLP: 5 seeds,
+    nothing chosen; training, validation and test accuracy of each run."""
+    runs = []
+    print("the CNN, trained like the MLP:", flush=True)
+    train_run = measured(
+        lambda config, seed: cnn_run(train_part, val_part, config, seed), threads
+    )
+    for seed in SEEDS:
+        run = train_run(MLP_RECIPE, seed)
+        run["test"] = evaluate(run.pop("model"), *test)
+        runs.append(run)
+    tests = [run["test"] for run in runs]
+    return {
+        "config": MLP_RECIPE,
+        "runs": runs,
+        "test": {
+            "values": tests,
+            "mean": statistics.mean(tests),
+            "min": min(tests),
+            "max": max(tests),
+            "std": statistics.stdev(tests),
+        },
+    }
 
 
 def analysis(model, test_x, test_y, raw_test):
-    """Seed 0's confusion matrix, wrong digits, first-layer filters and maps."""
+    """One model's confusion matrix, wrong digits, first-layer filters and maps."""
     probabilities = m.predict_proba(model, test_x)
     confidence, predicted = probabilities.max(dim=1)
     wrong = (predicted != test_y).nonzero().squeeze(1)
@@ -183,51 +333,83 @@ def layout_speed(train, steps=60):
 # --8<-- [start:transfer-run]
 TRANSFER = {
     "per_class": (5, 10, 50),
-    "methods": ("frozen", "fine-tune", "scratch"),
-    "seeds": (0, 1, 2),
-    "held_out": 797,
+    "seeds": SEEDS,
+    "held_out": 797,  # read once per run, at the end
+    "validation": 200,  # to choose each method's learning rate
+    "learning_rates": (1e-3, 3e-3),
+    "choice_per_class": 10,
     "steps": 150,
+    "split_seed": 1234,
 }
 
 
-def transfer_experiment(pretrained):
-    """The MNIST CNN reused for the UCI digits with a few labels per class."""
-    images, labels = digits_as_mnist()
-    order = torch.randperm(
-        len(labels), generator=torch.Generator().manual_seed(1234)
+def transfer_split(count):
+    """Indices of the UCI digits, disjoint: held out, validation, and the pool
+    the labelled images are drawn from."""
+    generator = torch.Generator().manual_seed(TRANSFER["split_seed"])
+    order = torch.randperm(count, generator=generator)
+    val_end = TRANSFER["held_out"] + TRANSFER["validation"]
+    return (
+        order[: TRANSFER["held_out"]],
+        order[TRANSFER["held_out"] : val_end],
+        order[val_end:],
     )
-    held_out, pool = order[: TRANSFER["held_out"]], order[TRANSFER["held_out"] :]
+
+
+def labelled(pool, labels, per_class, seed):
+    """``per_class`` images of each digit, drawn from ``pool`` with ``seed``."""
+    generator, chosen = torch.Generator().manual_seed(seed), []
+    for digit in range(10):
+        members = pool[labels[pool] == digit]
+        chosen.append(members[torch.randperm(len(members), generator=generator)])
+    return torch.cat([members[:per_class] for members in chosen])
+
+
+def transfer_experiment(pretrained):
+    """The MNIST CNN reused for the UCI digits with a few labels per class;
+    every method and seed starts from the same ``pretrained`` network."""
+    images, labels = digits_as_mnist()
+    held_out, val, pool = transfer_split(len(labels))
+
+    def accuracy(method, per_class, lr, seed, on):
+        chosen = labelled(pool, labels, per_class, seed)
+        model = transfer(
+            pretrained,
+            method,
+            images[chosen],
+            labels[chosen],
+            lr,
+            TRANSFER["steps"],
+            seed,
+        )
+        return evaluate(model, images[on], labels[on])
+
+    learning_rates, choice = {}, {}
+    for method in METHODS:  # each method's learning rate, on validation
+        choice[method] = {
+            str(lr): [
+                accuracy(method, TRANSFER["choice_per_class"], lr, seed, val)
+                for seed in CHOICE_SEEDS
+            ]
+            for lr in TRANSFER["learning_rates"]
+        }
+        learning_rates[method] = float(
+            max(choice[method], key=lambda lr: statistics.mean(choice[method][lr]))
+        )
     results = {}
     for per_class in TRANSFER["per_class"]:
-        for method in TRANSFER["methods"]:
-            accuracies = []
-            for seed in TRANSFER["seeds"]:
-                chosen = []  # `per_class` labelled images of each digit
-                generator = torch.Generator().manual_seed(seed)
-                for digit in range(10):
-                    members = pool[labels[pool] == digit]
-                    picks = torch.randperm(len(members), generator=generator)
-                    chosen.append(members[picks[:per_class]])
-                chosen = torch.cat(chosen)
-                model, lr = adapt(pretrained, method, seed)
-                model = train_few(
-                    model,
-                    images[chosen],
-                    labels[chosen],
-                    method,
-                    steps=TRANSFER["steps"],
-                    lr=lr,
-                )
-                accuracies.append(
-                    evaluate(model, images[held_out], labels[held_out])
-                )
-            results[f"{method}/{per_class}"] = accuracies
-            print(
-                f"  {method:9} {per_class:2} per class: "
-                + ", ".join(f"{a:.1%}" for a in accuracies),
-                flush=True,
-            )
-    return results
+        for method in METHODS:
+            results[f"{method}/{per_class}"] = runs = [
+                accuracy(method, per_class, learning_rates[method], seed, held_out)
+                for seed in TRANSFER["seeds"]
+            ]
+            print(f"{method}, {per_class} per class: {statistics.mean(runs):.1%}")
+    return {
+        "config": {**TRANSFER, "methods": METHODS},
+        "choice": choice,
+        "learning_rates": learning_rates,
+        "results": results,
+    }
 
 
 # --8<-- [end:transfer-run]
@@ -252,68 +434,80 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.record and args.skip_further:
         parser.error("--record needs the going-further runs (drop --skip-further)")
+    load_before = refuse_a_busy_machine(parser, args.record)
+    started = time.perf_counter()
     torch.set_num_threads(args.threads)
-    load_before, started = os.getloadavg()[0], time.perf_counter()
+    guarded = args.threads if args.record else None  # runs wait while busy
     train_set, test_set = (
         m.load_mnist(args.data_root, True),
         m.load_mnist(args.data_root, False),
     )
     train, test = m.preload(train_set, True), m.preload(test_set, False)
+    train_part, val_part = split_training_set(train)
 
     gflops = conv_gflops()
     layers = c.training_flops(c.build_cnn(CHAPTER["channels"]), train[0][:1])
     flops = sum(
         row["forward"] + row["weight_grad"] + row["input_grad"] for row in layers
     )
-    floor = flops * len(train[1]) / (gflops * 1e9)
+    floor = flops * len(train_part[1]) / (gflops * 1e9)
     print(
         f"conv throughput {gflops:.0f} GFLOP/s; floor {floor:.2f} s per epoch",
         flush=True,
     )
-    speed = layout_speed(train)
+    speed = layout_speed(train_part)
     print(f"seconds per step: {speed}", flush=True)
 
-    print("chapter CNN:", CHAPTER, flush=True)
-    chapter, model = runs_of(CHAPTER, train, test, SEEDS)
+    chapter, model = recipe(
+        CHAPTER_CANDIDATES,
+        train_part,
+        val_part,
+        test,
+        TIME_LIMITS["chapter"],
+        guarded,
+    )
     chapter["analysis"] = analysis(model, *test, test_set.data)
     epoch = statistics.median(
         s for run in chapter["runs"] for s in run["epoch_seconds"]
     )
     chapter.update(
         median_epoch_seconds=epoch,
-        images_per_second=len(train[1]) / epoch,
+        images_per_second=len(train_part[1]) / epoch,
         floor_ratio=epoch / floor,
     )
+    like_the_mlp = mlp_recipe_runs(train_part, val_part, test, guarded)
 
     print("transfer to the UCI digits:", flush=True)
-    transfer = transfer_experiment(model)
+    transfer_results = transfer_experiment(model)
+    transfer_results["pretrained_seed"] = chapter["runs"][0]["seed"]
 
-    further = ablations = None
+    further = None
     if not args.skip_further:
-        print("going further:", FURTHER, flush=True)
-        further, _ = runs_of(FURTHER, train, test, SEEDS)
-        ablations = {}
-        variants = {
-            "without augmentation": {**FURTHER, "augment": None},
-            "without the hidden layer": {**FURTHER, "hidden": 0, "dropout": 0.0},
-        }
-        for name, config in variants.items():
-            print(f"going further, {name}:", flush=True)
-            ablations[name], _ = runs_of(config, train, test, SEEDS[:1])
+        further, _ = recipe(
+            FURTHER_CANDIDATES,
+            train_part,
+            val_part,
+            test,
+            TIME_LIMITS["further"],
+            guarded,
+        )
 
     metrics = {
+        "split": {"train": len(train_part[1]), "validation": len(val_part[1])},
         "chapter": chapter,
+        "like_the_mlp": like_the_mlp,
         "further": further,
-        "ablations": ablations,
-        "transfer": {"config": TRANSFER, "results": transfer},
+        "transfer": transfer_results,
         "speed": {
             "conv_gflops": gflops,
             "layers": layers,
             "flops_per_image": flops,
             "floor_seconds": floor,
             "layout_step_seconds": speed,
+            "layout_batch_size": CHAPTER["batch_size"],
         },
         "threads": torch.get_num_threads(),
+        "idle_load": IDLE_LOAD,
         "load_average": [load_before, os.getloadavg()[0]],
         "total_seconds": time.perf_counter() - started,
     }

@@ -3,8 +3,10 @@
 A convolution by hand and with F.conv2d, output sizes, receptive fields, the
 cost of weight sharing, the layers of a CNN, the chapter's MNIST CNN (it takes
 the MNIST chapter's preloaded N x 784 tensors as they are), per-image
-augmentation on tensors, checkpoints that refuse the wrong network, and transfer
-learning with torchvision's ResNet-18. Definitions are at module level
+augmentation on tensors, strict checkpoints and a check of the inputs'
+preprocessing, ResNet's basic block and pooled head, batch norm when
+fine-tuning, and transfer learning (torchvision's ResNet-18; the MNIST CNN
+reused for other digits by four methods). Definitions are at module level
 (benchmarks/cnn.py trains and records them); what the page runs is at the end,
 at module level.
 """
@@ -18,7 +20,7 @@ def conv2d_by_hand(image, kernel):
     the sum of the products of the kernel's weights and the pixels under it."""
     kh, kw = kernel.shape
     rows, cols = image.shape[0] - kh + 1, image.shape[1] - kw + 1
-    out = torch.zeros(rows, cols)
+    out = torch.zeros(rows, cols, dtype=image.dtype, device=image.device)
     for i in range(kh):  # one shifted copy of the image per kernel weight
         for j in range(kw):
             out += kernel[i, j] * image[i : i + rows, j : j + cols]
@@ -60,7 +62,9 @@ from torch import nn
 
 class DigitImages(nn.Module):
     """The CNN's first layer: N x 784 rows of pixels (the MNIST chapter's
-    preloaded tensors) or N x 1 x 28 x 28 images in, N x 1 x 28 x 28 out."""
+    preloaded tensors) or N x 1 x 28 x 28 images in, N x 1 x 28 x 28 out. It
+    checks shapes only: a shape is known without reading the values, so the
+    check costs nothing (check_digits, below, reads the values, once per input)."""
 
     def forward(self, x):
         if x.ndim == 2 and x.shape[1] == 784:
@@ -69,11 +73,6 @@ class DigitImages(nn.Module):
             raise ValueError(
                 f"the CNN reads N x 1 x 28 x 28 digits (or N x 784 pixels); "
                 f"got {tuple(x.shape)}: {shape_hint(x.shape)}"
-            )
-        if not self.training and x.amax() > 10:  # normalised: at most 2.8
-            raise ValueError(
-                "pixel values up to 255: normalise the images as in training "
-                "(divide by 255, subtract 0.1307, divide by 0.3081)"
             )
         return x
 
@@ -192,11 +191,14 @@ def random_affine(
 ):
     """A different random rotation, shift and zoom for every image of a batch
     (N x 784 or N x 1 x 28 x 28): v2's random transforms, called on a batch, draw
-    one set of parameters for all of it."""
+    one set of parameters for all of it. The random numbers are drawn on the
+    images' device (a generator must be on it too): drawn on the CPU and copied,
+    they would make a GPU wait for the copy at every batch."""
     x = images.reshape(len(images), 1, 28, 28)
 
     def uniform(low, high):
-        return torch.empty(len(x)).uniform_(low, high, generator=generator)
+        drawn = torch.empty(len(x), device=x.device, dtype=x.dtype)
+        return drawn.uniform_(low, high, generator=generator)
 
     angle = uniform(-degrees, degrees) * math.pi / 180
     zoom = uniform(*scale)
@@ -205,7 +207,7 @@ def random_affine(
     theta = torch.stack(
         [torch.stack([cos, -sin, dx], 1), torch.stack([sin, cos, dy], 1)], 1
     )  # N x 2 x 3
-    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # grid_sample fills what comes in from outside with 0: shift so that 0 is black
     moved = F.grid_sample(x - BLACK, grid, align_corners=False) + BLACK
     return moved.reshape(images.shape)
@@ -214,34 +216,169 @@ def random_affine(
 # --8<-- [end:augment]
 
 
+# --8<-- [start:choose]
+import statistics
+
+CHOICE_SEEDS, SEEDS = (0, 1), (2, 3, 4, 5, 6)  # the test runs' seeds are fresh
+
+
+def choose_and_test(candidates, train_run, test_score, time_limit=None, best=max):
+    """Choose a recipe on validation, then read the test set once per run.
+
+    candidates: {name: recipe}; train_run(recipe, seed): a dict with the trained
+    "model", its final "validation" score and its "train_seconds". Every
+    candidate runs with CHOICE_SEEDS; the best mean validation score (best: max,
+    or min for a loss) among those whose runs all fit in time_limit seconds
+    wins. It runs again with SEEDS, fresh ones (the seeds that chose it would
+    flatter it), and each of those runs meets the test set once, at the end."""
+    tried = {
+        name: [train_run(recipe, seed) for seed in CHOICE_SEEDS]
+        for name, recipe in candidates.items()
+    }
+
+    def mean_validation(name):
+        return statistics.mean(run["validation"] for run in tried[name])
+
+    def fits(name):
+        limit = time_limit or float("inf")
+        return all(run["train_seconds"] <= limit for run in tried[name])
+
+    chosen = best(
+        [n for n in candidates if fits(n)] or candidates, key=mean_validation
+    )
+    runs = [train_run(candidates[chosen], seed) for seed in SEEDS]
+    for run in runs:
+        run["test"] = test_score(run["model"])  # once per run, at the end
+    tests = [run["test"] for run in runs]
+    return {
+        "chosen": chosen,
+        "config": candidates[chosen],
+        "runs": runs,
+        "test": {
+            "values": tests,
+            "mean": statistics.mean(tests),
+            "min": min(tests),
+            "max": max(tests),
+            "std": statistics.stdev(tests),  # how far one run typically lands
+        },
+        "time_limit": time_limit,
+        "candidates": [  # in the order tried; every run kept, without its model
+            {
+                "name": name,
+                "config": candidates[name],
+                "validation": mean_validation(name),
+                "within_time_limit": fits(name),
+                "runs": [
+                    {k: v for k, v in run.items() if k != "model"}
+                    for run in tried[name]
+                ],
+            }
+            for name in candidates
+        ],
+    }
+
+
+# --8<-- [end:choose]
+
+
 # --8<-- [start:checkpoint]
 import torch
 
 
 def load_cnn(path, channels=(16, 32), hidden=0):
-    """The CNN with the weights saved in ``path`` (tensors only), in eval mode; a
-    checkpoint of another network is refused with what differs."""
+    """The CNN with the weights saved in ``path`` (tensors only), in eval mode."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_cnn(channels, hidden)
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    resized = [
-        key
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    if missing or unexpected or resized:
+    try:  # strict, the default: every tensor present, none extra, same shapes
+        model.load_state_dict(state)
+    except RuntimeError as error:  # its message lists what differs
+        differs = " ".join(str(error).split())  # on one line
         raise ValueError(
-            f"{path} does not hold this CNN's weights: {len(missing)} tensors "
-            f"missing (such as {missing[:2]}), {len(unexpected)} unexpected (such "
-            f"as {unexpected[:2]}), {len(resized)} of another shape"
-        )
-    model.load_state_dict(state)
+            f"{path} is not a checkpoint of this CNN: {differs}"
+        ) from error
     return model.eval()
 
 
+def check_digits(images):
+    """Refuse images not preprocessed like MNIST's training digits (white on
+    black, normalised): once per input, where the data comes in, not in forward
+    (a check of the values would read them back from the GPU at every call)."""
+    background = images.flatten(1).median(dim=1).values  # most pixels: background
+    if images.amax() > 10:
+        problem = "pixel values up to 255: divide by 255"
+    elif background.amax() > 0.5:
+        problem = "a white background: MNIST digits are white on black, invert"
+    elif (background - BLACK).abs().amax() > 0.2:
+        worst = background[(background - BLACK).abs().argmax()]
+        problem = f"a background of {worst:.2f}, not {BLACK:.2f}"
+    else:
+        return images
+    raise ValueError(
+        f"{problem}, then normalise as in training (minus 0.1307, over 0.3081)"
+    )
+
+
 # --8<-- [end:checkpoint]
+
+
+# --8<-- [start:residual]
+import torch.nn.functional as F
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3 x 3 convolutions with batch norm, and the
+    block's input added to their output (through a 1 x 1 convolution where the
+    block changes the number of channels or the size)."""
+
+    def __init__(self, in_channels, out_channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_channels, out_channels, 3, stride, padding=1, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:  # make the shapes match
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x):
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + shortcut)  # the convolutions learn a correction
+
+
+def pooled_head(channels, classes):
+    """Global average pooling (the mean of each feature map), then one linear
+    layer: the same head for any image size."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)
+    )
+
+
+# --8<-- [end:residual]
+
+
+# --8<-- [start:freeze-batch-norm]
+from torch import nn
+
+
+def freeze_batch_norm(model):
+    """Keep every batch norm layer on its pretrained statistics while the rest
+    trains: eval mode, and no gradient for its scale and shift. model.train()
+    switches them back: call this after every model.train()."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval().requires_grad_(False)
+    return model
+
+
+# --8<-- [end:freeze-batch-norm]
 
 
 # --8<-- [start:digits-as-mnist]
@@ -267,37 +404,63 @@ def digits_as_mnist():
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-
-def adapt(pretrained, method, seed=0):
-    """A copy of a trained CNN ready to learn new digits: 'frozen' trains only a
-    new last layer on the CNN's features, 'fine-tune' trains every layer,
-    'scratch' starts from random weights (the seed sets the new weights)."""
-    torch.manual_seed(seed)
-    if method == "scratch":
-        return build_cnn(), 3e-3
-    model = copy.deepcopy(pretrained)
-    model[-1] = nn.Linear(model[-1].in_features, 10)  # a new head
-    if method == "frozen":
-        model.requires_grad_(False)
-        model[-1].requires_grad_(True)
-        return model, 3e-3
-    return model, 1e-3  # fine-tune: smaller steps, not to undo what it knows
+METHODS = ("frozen", "fine-tune, one rate", "head, then all", "scratch")
 
 
-def train_few(model, images, labels, method, steps=150, lr=3e-3):
-    """Train on a few labelled images (full batches, AdamW); a frozen model keeps
-    its batch norm statistics (eval mode) and only its head learns."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
+def train_full_batch(model, images, labels, groups, steps, frozen_norm=False):
+    """AdamW on all the images at once, ``steps`` times; ``groups`` is a list
+    of (parameters, learning rate); frozen_norm: batch norm stays on its
+    running statistics (freeze_batch_norm, after train())."""
+    optimizer = torch.optim.AdamW(
+        [{"params": list(params), "lr": lr} for params, lr in groups],
+        weight_decay=0.01,
+    )
+    model.train()
+    if frozen_norm:
+        freeze_batch_norm(model)
     for _ in range(steps):
-        model.train(method != "frozen")
-        loss = nn.functional.cross_entropy(model(images), labels)
+        loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+def transfer(pretrained, method, images, labels, lr, steps=150, seed=0):
+    """A CNN for new digits from a few labelled ``images``, by one of METHODS:
+    'frozen' trains a new last layer on the pretrained features; 'fine-tune,
+    one rate' trains every layer at ``lr`` from a random new head; 'head, then
+    all' trains the head alone for half the steps, then every layer, the
+    pretrained ones at lr / 10, batch norm frozen; 'scratch' trains the
+    architecture from random weights. The seed sets the new weights."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: use one of {METHODS}")
+    torch.manual_seed(seed)
+    if method == "scratch":
+        model = build_cnn()
+        return train_full_batch(
+            model, images, labels, [(model.parameters(), lr)], steps
+        )
+    model = copy.deepcopy(pretrained).eval()
+    backbone, head = model[:-1], nn.Linear(model[-1].in_features, 10)
+    model[-1] = head
+    if method == "fine-tune, one rate":
+        return train_full_batch(
+            model, images, labels, [(model.parameters(), lr)], steps
+        )
+    head_steps = steps if method == "frozen" else steps // 2
+    with torch.no_grad():  # the backbone does not change: its features, once
+        features = backbone(images)
+    train_full_batch(head, features, labels, [(head.parameters(), lr)], head_steps)
+    if method == "frozen":
+        return model.requires_grad_(False).eval()
+    groups = [(backbone.parameters(), lr / 10), (head.parameters(), lr)]
+    return train_full_batch(  # batch norm keeps the pretrained statistics
+        model, images, labels, groups, steps - head_steps, frozen_norm=True
+    )
 
 
 # --8<-- [end:transfer]
@@ -428,6 +591,17 @@ if __name__ == "__main__":
     print("train: output mean 0:", abs(mean) < 1e-6, f"| std {std:.2f}")
     # the running mean moved 10% of the way from 0 towards the batch mean, 2
     print("running mean after one batch:", norm.running_mean)
+    unbiased = batch.var(dim=(0, 2, 3))  # divided by n - 1
+    print(
+        "running variance, 10% of the way to the unbiased one:",
+        torch.allclose(norm.running_var, 0.9 * 1 + 0.1 * unbiased),
+    )
+    print(
+        "learned per channel: scale",
+        tuple(norm.weight.shape),
+        "and shift",
+        tuple(norm.bias.shape),
+    )
     norm.eval()  # eval mode: the running statistics, the same for every batch
     print("eval: output mean", round(norm(batch).mean().item(), 2))
 
@@ -465,7 +639,14 @@ if __name__ == "__main__":
     per_image = sum(r["forward"] + r["weight_grad"] + r["input_grad"] for r in rows)
     print(
         f"per training image: {per_image / 1e6:.1f} MFLOP; "
-        f"per epoch of 60,000: {per_image * 60_000 / 1e12:.2f} TFLOP"
+        f"per epoch of 55,000: {per_image * 55_000 / 1e12:.2f} TFLOP"
+    )
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # PyTorch's own count
+        build_cnn()(images[:1]).sum().backward()  # a fresh CNN, one image
+    print(
+        "FlopCounterMode counts the same:", counter.get_total_flops() == per_image
     )
     # --8<-- [end:flops-demo]
 
@@ -498,26 +679,69 @@ if __name__ == "__main__":
         nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10)
     )
     torch.save(mlp.state_dict(), folder / "mlp.pt")  # the MNIST chapter's network
+    pixels = images[:2] * 0.3081 + 0.1307  # two digits back in [0, 1]
     for attempt in [
         lambda: load_cnn(folder / "mlp.pt"),
         lambda: reloaded(torch.zeros(2, 1, 32, 32)),
         lambda: reloaded(torch.zeros(2, 3, 28, 28)),
         lambda: reloaded(images[0]),  # one image, 1 x 28 x 28
-        lambda: reloaded(torch.full((2, 1, 28, 28), 255.0)),  # raw pixels
+        lambda: check_digits(pixels * 255),  # raw pixels
+        lambda: check_digits(pixels),  # not normalised
+        lambda: check_digits((1 - pixels - 0.1307) / 0.3081),  # black on white
     ]:
         try:
             attempt()
         except ValueError as error:
             message = str(error).replace(str(folder), "...")
             print(textwrap.fill(f"ValueError: {message}", 80))
+    print("MNIST-like digits pass:", check_digits(images) is images)
     # --8<-- [end:checkpoint-demo]
+
+    # --8<-- [start:residual-demo]
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    resnet = resnet18(weights=None).eval()  # random weights: shapes and wiring
+    block = BasicBlock(64, 128, stride=2).eval()
+    block.load_state_dict(resnet.layer2[0].state_dict())  # the same names
+    maps = torch.randn(2, 64, 56, 56)
+    with torch.no_grad():
+        same = torch.allclose(block(maps), resnet.layer2[0](maps), atol=1e-5)
+        print("BasicBlock(64, 128, stride=2) equals resnet18.layer2[0]:", same)
+        x = torch.randn(1, 3, 224, 224)  # one photo's size
+        for name, layer in list(resnet.named_children())[:-2]:  # up to layer4
+            x = layer(x)
+            if name not in ("bn1", "relu"):
+                print(f"{name:8} -> {tuple(x.shape)}")
+        head = pooled_head(512, 1000).eval()
+        head[-1].load_state_dict(resnet.fc.state_dict())
+        expected = resnet.fc(resnet.avgpool(x).flatten(1))
+        print("pooled_head equals avgpool + fc:", torch.allclose(head(x), expected))
+        print("160 x 160 in:", tuple(resnet(torch.randn(1, 3, 160, 160)).shape))
+        x = torch.randn(8, 64, 16, 16).relu()  # a block's input: after a ReLU
+        for zero in (False, True):  # train mode: batch norm on batch statistics
+            first = resnet18(weights=None, zero_init_residual=zero).layer1[0]
+            f = first.bn2(first.conv2(first.relu(first.bn1(first.conv1(x)))))
+            ratio = f.norm() / x.norm()
+            print(f"zero_init_residual={zero}: |f(x)| / |x| = {ratio:.1f}")
+    # --8<-- [end:residual-demo]
 
     # --8<-- [start:resnet]
     from torchvision.models import ResNet18_Weights, resnet18
+    from torchvision.transforms import v2
 
     weights = ResNet18_Weights.DEFAULT  # the ImageNet weights' description
     preprocess = weights.transforms()  # resize, crop 224, ImageNet mean and std
     print(preprocess)
+    augment = v2.Compose(  # for training: random crops and flips, same statistics
+        [
+            v2.ToImage(),  # a PIL image, or a uint8 or float tensor,
+            v2.ToDtype(torch.float32, scale=True),  # to floats in [0, 1]
+            v2.RandomResizedCrop(224),
+            v2.RandomHorizontalFlip(),
+            v2.Normalize(mean=preprocess.mean, std=preprocess.std),
+        ]
+    )
     model = resnet18(weights=None)  # this site cannot download weights: random ones
     model.requires_grad_(False)  # freeze the backbone
     model.fc = nn.Linear(model.fc.in_features, 10)  # a new head, trainable
@@ -528,9 +752,8 @@ if __name__ == "__main__":
 
     photos = torch.rand(2, 3, 256, 320)  # stand-ins for two RGB photos in [0, 1]
     model.eval()  # the frozen backbone keeps its batch norm statistics
-    loss = nn.functional.cross_entropy(
-        model(preprocess(photos)), torch.tensor([3, 7])
-    )
+    batch = torch.stack([augment(photo) for photo in photos])  # one draw each
+    loss = nn.functional.cross_entropy(model(batch), torch.tensor([3, 7]))
     loss.backward()
     optimizer.step()
     print(
@@ -552,6 +775,40 @@ if __name__ == "__main__":
     )
     print("learning rates:", [group["lr"] for group in optimizer.param_groups])
     # --8<-- [end:resnet]
+
+    # --8<-- [start:freeze-batch-norm-demo]
+    from torchvision.ops import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    cnn = build_cnn()  # batch norm statistics start at mean 0, variance 1
+    with torch.no_grad():  # no gradients, but batch norm still updates
+        cnn.train()(images[:256])
+    moved = cnn[1][1].running_mean.abs().sum() > 0
+    print("a forward pass in train mode moved the running mean:", bool(moved))
+
+    first_with = images[[0, 1]], images[[0, 2]]  # digit 0, two partners
+    with torch.no_grad():
+        a, b = (cnn.train()(pair)[0] for pair in first_with)
+        print(
+            "batch of 2, train mode, digit 0's logits change with its partner:",
+            not torch.allclose(a, b),
+        )
+        freeze_batch_norm(cnn.train())  # after train(): running statistics
+        a, b = (cnn(pair)[0] for pair in first_with)
+        print("batch norm frozen, they do not:", torch.allclose(a, b))
+
+    frozen = resnet18(weights=None, norm_layer=FrozenBatchNorm2d)
+    frozen.load_state_dict(resnet.state_dict())  # strict: every tensor matches
+    photo = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        same = torch.allclose(
+            frozen.train()(photo), resnet.eval()(photo), atol=1e-5
+        )
+    print("FrozenBatchNorm2d, train mode = BatchNorm2d, eval mode:", same)
+    left = sum(p.numel() for p in frozen.parameters())
+    total = sum(p.numel() for p in resnet.parameters())
+    print(f"parameters: {left:,} of {total:,} (scales and shifts are constants)")
+    # --8<-- [end:freeze-batch-norm-demo]
 
     # --8<-- [start:exercise-sizes]
     layers = [nn.Conv2d(1, 8, 3), nn.Conv2d(8, 8, 3, stride=2), nn.MaxPool2d(2)]

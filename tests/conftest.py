@@ -569,3 +569,29 @@ def write_synthetic_mnist(root, train, test):
         images, labels = synthetic_digits(n, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images, 0x00000803)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8), 0x00000801)
+
+
+def check_chosen_on_validation(result, limit=None, best=max):
+    """A record's ``choose_and_test`` result (snippets/cnn.py): the best mean validation score (``best``: max, or min
+    for a loss) among the candidates whose choice runs all fit ``limit`` seconds, run again with the fresh seeds, each
+    of those runs read on the test set once; the summary is of those runs."""
+    from snippets.cnn import CHOICE_SEEDS, SEEDS
+
+    candidates = result["candidates"]
+    for candidate in candidates:
+        runs = candidate["runs"]
+        assert [run["seed"] for run in runs] == list(CHOICE_SEEDS) and all("test" not in run for run in runs)
+        assert candidate["validation"] == pytest.approx(sum(run["validation"] for run in runs) / len(runs))
+        fits = all(run["train_seconds"] <= (limit or float("inf")) for run in runs)
+        assert candidate["within_time_limit"] == fits
+    fitting = [t for t in candidates if t["within_time_limit"]]
+    assert fitting, "no candidate fits the time limit"
+    assert result["chosen"] == best(fitting, key=lambda t: t["validation"])["name"]
+    assert result["time_limit"] == limit
+    runs = result["runs"]
+    assert [run["seed"] for run in runs] == list(SEEDS)
+    tests = [run["test"] for run in runs]
+    assert result["test"]["values"] == tests and result["test"]["mean"] == pytest.approx(sum(tests) / len(tests))
+    assert result["test"]["min"] == min(tests) and result["test"]["max"] == max(tests)
+    if limit is not None:
+        assert all(run["train_seconds"] <= limit for run in runs)  # the page: "at most a minute" / "five minutes"

@@ -10,42 +10,103 @@ if __name__ == "__main__":
 
     record = read_record("sequences")  # made by: python -m benchmarks.sequences --data-root data --record
     results = record["metrics"]
+
     out = RecordedText(record)
     out(describe_cpu_run(record))
     print(out)
+
+    def tried_lines(out, result, show):
+        """The candidate recipes' mean validation score (``show`` formats it) and which was chosen."""
+        choice_seeds = " and ".join(str(run["seed"]) for run in result["candidates"][0]["runs"])
+        out(f"  recipes tried with seeds {choice_seeds}:")
+        for tried in result["candidates"]:
+            seconds = ", ".join(f"{run['train_seconds']:.0f}" for run in tried["runs"])
+            mark = "  chosen" if tried["name"] == result["chosen"] else ""
+            out(f"    {tried['name']:40}{show(tried['validation']):>10}  {seconds:>9} s{mark}")
+        every_run = result["runs"] + [run for tried in result["candidates"] for run in tried["runs"]]
+        loads = [load for run in every_run for load in run["load"]]
+        out(f"  load average (1 minute) at the runs' starts and ends: {min(loads):.2f} to {max(loads):.2f}")
+        busy = [run["cpu_seconds"] / run["run_seconds"] for run in every_run]  # lower when something else ran
+        out(f"  CPU seconds per second of each run (at most 2: 2 threads): {min(busy):.2f} to {max(busy):.2f}")
+
+    def recipe_label(config):
+        """What a recipe adds to plain training, from its settings."""
+        added = ["aug"] if config["augment"] else []
+        added += [f"LS {config['label_smoothing']:g}"] if config["label_smoothing"] else []
+        return ", ".join(added) or "plain"
+
     # --8<-- [end:record]
 
     # --8<-- [start:mnist]
-    mlp, cnn = read_record("mnist")["metrics"], read_record("cnn")["metrics"]
+    mlp, cnn = read_record("mnist")["metrics"]["chapter"], read_record("cnn")["metrics"]
     out = RecordedText(record)
     for name, project in results["mnist"].items():
         config = project["config"]
-        out(f"{name}: {project['parameters']:,} parameters, {config['epochs']} epochs, batch {config['batch_size']}")
-        for run in project["runs"]:
-            out(f"  seed {run['seed']}: test accuracy {run['test_accuracy']:.2%} after {run['train_seconds']:.0f} s")
+        out(f"{name}: {project['parameters']:,} parameters")
+        tried_lines(out, project, lambda v: f"{v:.2%}")
+        out(
+            f"  chosen: {config['epochs']} epochs, batch {config['batch_size']}, peak learning rate "
+            f"{config['max_lr']}, {recipe_label(config)}"
+        )
+        seeds = ", ".join(str(run["seed"]) for run in project["runs"])
+        out(f"  test accuracy, seeds {seeds}: " + ", ".join(f"{run['test']:.2%}" for run in project["runs"]))
+        test = project["test"]
+        out(
+            f"  mean {test['mean']:.2%}, range {test['min']:.2%} to {test['max']:.2%}; a single run: the mean "
+            f"give or take {test['std']:.2%}"
+        )
     out()
-    out(f"{'test accuracy, mean of 3 seeds':33} {'mean':>7} {'range':>16} {'parameters':>11}")
+
+    def seconds_per_run(runs):
+        return statistics.mean(sum(run["epoch_seconds"]) for run in runs)
+
+    out(f"{'test accuracy over seeds':27}{'mean':>8}{'range':>15}{'parameters':>11}{'s/run':>7}  recipe")
     rows = [
         (
             "MLP (MNIST chapter)",
-            mlp["chapter"]["test_accuracy_mean"],
-            mlp["chapter"]["test_accuracy_min"],
-            mlp["chapter"]["test_accuracy_max"],
-            mlp["chapter"]["parameters"],
+            mlp["test_accuracy_mean"],
+            mlp["test_accuracy_min"],
+            mlp["test_accuracy_max"],
+            mlp["parameters"],
+            seconds_per_run(mlp["runs"]),
+            None,
         ),
         (
-            "CNN (CNN chapter)",
-            cnn["chapter"]["mean"],
-            cnn["chapter"]["min"],
-            cnn["chapter"]["max"],
+            "CNN, trained like the MLP",
+            *(cnn["like_the_mlp"]["test"][k] for k in ("mean", "min", "max")),
             cnn["chapter"]["parameters"],
+            seconds_per_run(cnn["like_the_mlp"]["runs"]),
+            cnn["like_the_mlp"]["config"],
+        ),
+        (
+            "CNN, the chapter's recipe",
+            *(cnn["chapter"]["test"][k] for k in ("mean", "min", "max")),
+            cnn["chapter"]["parameters"],
+            seconds_per_run(cnn["chapter"]["runs"]),
+            cnn["chapter"]["config"],
         ),
     ] + [
-        (name, project["mean"], project["min"], project["max"], project["parameters"])
+        (
+            name,
+            *(project["test"][k] for k in ("mean", "min", "max")),
+            project["parameters"],
+            seconds_per_run(project["runs"]),
+            project["config"],
+        )
         for name, project in results["mnist"].items()
     ]
-    for name, mean, low, high, parameters in rows:
-        out(f"{name:33} {mean:7.2%} {low:7.2%}-{high:7.2%} {parameters:11,}")
+    for name, mean, low, high, parameters, seconds, config in rows:
+        recipe = recipe_label(config) if config else "plain"
+        out(f"{name:27}{mean:8.2%}{f'{low:.2%}-{high:.2%}':>15}{parameters:11,}{seconds:7.0f}  {recipe}")
+    out("plain: no augmentation, no label smoothing; aug: random rotation, shift and zoom;")
+    others = sorted(
+        {len(cnn["like_the_mlp"]["runs"]), len(cnn["chapter"]["runs"])}
+        | {len(p["runs"]) for p in results["mnist"].values()}
+    )
+    out(
+        f"LS x: label smoothing x. Seeds: {len(mlp['runs'])} for the MLP (its record), "
+        f"{' or '.join(map(str, others))} for the others."
+    )
     print(out)
 
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -55,32 +116,47 @@ if __name__ == "__main__":
             for e in range(len(project["runs"][0]["val_accuracy"]))
         ]
         ax.plot(range(1, len(curve) + 1), curve, marker="o", label=name)
-    ax.set(title="Test accuracy after each epoch (mean of 3 seeds)", xlabel="epoch", ylabel="accuracy")
+    ax.set(title="Validation accuracy after each epoch (mean of 5 seeds)", xlabel="epoch", ylabel="accuracy")
     ax.legend()
     # --8<-- [end:mnist]
 
     # --8<-- [start:language]
     lm = results["language_model"]
-    config = lm["config"]
+    config, characters = lm["config"], lm["characters"]
     out = RecordedText(record)
     out(
-        f"{lm['characters']:,} characters of the guide's pages, {lm['vocabulary']} different; "
-        f"validation: the last {lm['val_characters']:,}"
+        f"{sum(characters.values()):,} characters of the guide's pages, in file-name order: "
+        f"{characters['train']:,} to train,"
     )
+    out(f"  {characters['validation']:,} to validate, {characters['test']:,} to test")
+    unknown = lm["unknown_characters"]
+    out(f"from {len(lm['pages'])} pages (their names and sizes are in the record)")
+    out(f"{lm['vocabulary']} ids: <unk> and the characters of the training part")
+    out(f"  characters read as <unk>: {unknown['validation']} in validation, {unknown['test']} in test")
     out(
         f"model: {lm['parameters']:,} parameters (d_model {config['d_model']}, {config['depth']} blocks, "
         f"{config['heads']} heads, context {config['context']})"
     )
+    tried_lines(out, lm, lambda v: f"{v:.3f} bits")
+    seconds = statistics.mean(run["train_seconds"] for run in lm["runs"])
     out(
-        f"{config['steps']} steps of {config['batch_size']} x {config['context']} characters in "
-        f"{lm['train_seconds']:.0f} s ({lm['tokens_per_second']:,.0f} characters/s)"
+        f"chosen: peak learning rate {config['max_lr']}; {config['steps']} steps of {config['batch_size']} x "
+        f"{config['context']} characters"
     )
-    out(f"validation: {lm['val_bits_per_character']:.2f} bits per character")
-    out(f"unigram baseline: {lm['unigram_bits_per_character']:.2f} bits per character")
-    for temperature, text in lm["samples"].items():
+    out(f"  in {seconds:.0f} s per run on average ({lm['characters_per_second']:,.0f} characters/s)")
+    test = lm["test"]
+    out("test bits per character (sliding window): " + ", ".join(f"{v:.3f}" for v in test["values"]))
+    out(
+        f"  mean {test['mean']:.3f}, range {test['min']:.3f} to {test['max']:.3f}; a single run: the mean give "
+        f"or take {test['std']:.3f}"
+    )
+    out(f"  perplexity at the mean: {2 ** test['mean']:.2f} (2 to the bits)")
+    baselines = lm["baselines"]
+    out(f"baselines on the test part: unigram {baselines['unigram']:.2f}, bigram {baselines['bigram']:.2f} bits")
+    for drawn in lm["samples"]:
         out()
-        out(f"--- sampled at temperature {temperature}, after the prompt '## ':")
-        for line in text.splitlines():  # long lines wrapped at the column's width
+        out(f"--- seed {lm['runs'][0]['seed']}'s model, {drawn['settings']}, after the prompt '## ':")
+        for line in drawn["text"].splitlines():  # long lines wrapped at the column's width
             for start in range(0, max(len(line), 1), 84):
                 out(line[start : start + 84])
     print(out)
