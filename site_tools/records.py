@@ -367,6 +367,19 @@ def describe(record):
     )
 
 
+def run_conditions(result):
+    """How idle the machine was through a chosen recipe's runs (its seeds' and every candidate's), in two lines: the
+    1-minute load average at their starts and ends, and the CPU seconds per second of each (lower when something else
+    ran)."""
+    every_run = result["runs"] + [run for tried in result["candidates"] for run in tried["runs"]]
+    loads = [load for run in every_run for load in run["load"]]
+    busy = [run["cpu_seconds"] / run["run_seconds"] for run in every_run]
+    return (
+        f"load average (1 minute) at the runs' starts and ends: {min(loads):.2f} to {max(loads):.2f}",
+        f"CPU seconds per second of each run (at most 2: 2 threads): {min(busy):.2f} to {max(busy):.2f}",
+    )
+
+
 def describe_cpu_run(record):
     """``describe``, then the CPU threads a benchmark ran with and the load average at its start and end."""
     metrics = record["metrics"]

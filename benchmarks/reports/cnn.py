@@ -8,7 +8,7 @@ if __name__ == "__main__":
 
     import matplotlib.pyplot as plt
     import torch
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, read_record, run_conditions
 
     record = read_record("cnn")  # made by: python -m benchmarks.cnn --data-root data --record
     results = record["metrics"]
@@ -65,11 +65,8 @@ if __name__ == "__main__":
         )
         slowest = max(run["train_seconds"] for run in result["runs"])
         out(f"every run within {limit} s of training: {'yes' if slowest <= limit else 'no'} (slowest {slowest:.0f} s)")
-        every_run = result["runs"] + [run for tried in result["candidates"] for run in tried["runs"]]
-        loads = [load for run in every_run for load in run["load"]]
-        out(f"load average (1 minute) at the runs' starts and ends: {min(loads):.2f} to {max(loads):.2f}")
-        busy = [run["cpu_seconds"] / run["run_seconds"] for run in every_run]  # lower when something else ran
-        out(f"CPU seconds per second of each run (at most 2: 2 threads): {min(busy):.2f} to {max(busy):.2f}")
+        for line in run_conditions(result):
+            out(line)
 
     # --8<-- [end:record]
 

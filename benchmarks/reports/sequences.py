@@ -6,7 +6,7 @@ if __name__ == "__main__":
     import statistics
 
     import matplotlib.pyplot as plt
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, read_record, run_conditions
 
     record = read_record("sequences")  # made by: python -m benchmarks.sequences --data-root data --record
     results = record["metrics"]
@@ -23,11 +23,8 @@ if __name__ == "__main__":
             seconds = ", ".join(f"{run['train_seconds']:.0f}" for run in tried["runs"])
             mark = "  chosen" if tried["name"] == result["chosen"] else ""
             out(f"    {tried['name']:40}{show(tried['validation']):>10}  {seconds:>9} s{mark}")
-        every_run = result["runs"] + [run for tried in result["candidates"] for run in tried["runs"]]
-        loads = [load for run in every_run for load in run["load"]]
-        out(f"  load average (1 minute) at the runs' starts and ends: {min(loads):.2f} to {max(loads):.2f}")
-        busy = [run["cpu_seconds"] / run["run_seconds"] for run in every_run]  # lower when something else ran
-        out(f"  CPU seconds per second of each run (at most 2: 2 threads): {min(busy):.2f} to {max(busy):.2f}")
+        for line in run_conditions(result):
+            out(f"  {line}")
 
     def recipe_label(config):
         """What a recipe adds to plain training, from its settings."""
