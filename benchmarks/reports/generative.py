@@ -44,7 +44,8 @@ if __name__ == "__main__":
         """One row of mosaics (title -> images), dark ink on white, in one figure."""
         fig, axes = plt.subplots(1, len(grids), figsize=(4.2 * len(grids), height), squeeze=False)
         for ax, (title, images) in zip(axes[0], grids.items()):
-            ax.imshow(1 - mosaic(images, columns), cmap="gray", vmin=0, vmax=1)
+            # "none": the pixels themselves go into the SVG, not a resampled copy
+            ax.imshow(1 - mosaic(images, columns), cmap="gray", vmin=0, vmax=1, interpolation="none")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
 
@@ -106,11 +107,6 @@ if __name__ == "__main__":
             columns=4,
             height=1.8,
         )
-        codes = np.array(result["bottleneck 2"][0]["codes"])
-        fig, ax = plt.subplots(figsize=(5, 4))
-        points = ax.scatter(codes[:, 0], codes[:, 1], c=metrics["codes_labels"], cmap="tab10", s=3)
-        fig.colorbar(points, ax=ax, label="digit (never seen in training)")
-        ax.set(title="2-D codes of 2,000 MNIST validation digits", xlabel="code 1", ylabel="code 2")
         print(open_figures_as_svg())
     # --8<-- [end:autoencoders]
 
@@ -169,7 +165,7 @@ if __name__ == "__main__":
                 f"{spread([r['validation']['commonest'] for r in runs], '{:.1%}'):>24}"
             )
         print(out)
-        show_grids({f"{name} (seed 0)": decoded(runs[0]["grid"])[:24] for name, runs in gan.items()})
+        show_grids({f"{name} (seed 0)": decoded(runs[0]["grid"])[:16] for name, runs in gan.items()}, height=1.6)
         fig, ax = plt.subplots(figsize=(6, 2.6))
         for name, runs in gan.items():
             losses = np.array(runs[0]["losses"])
@@ -191,7 +187,7 @@ if __name__ == "__main__":
             draw = sum(r["sampling_seconds"] for r in seeds) / len(seeds)
             out(f"{name:14} training {train:3.0f} s, 1,000 samples {draw:3.0f} s (means of {len(seeds)} seeds)")
         print(out)
-        show_grids({f"{name} (seed 0)": decoded(seeds[0]["grid"])[:24] for name, seeds in runs.items()})
+        show_grids({f"{name} (seed 0)": decoded(seeds[0]["grid"])[:16] for name, seeds in runs.items()}, height=1.6)
         print(open_figures_as_svg())
     # --8<-- [end:diffusion]
 
