@@ -921,21 +921,6 @@ if __name__ == "__main__":
         print(f"{name:22}", "".join(f"{n:5}" for n in counts))
     # --8<-- [end:classifier-demo]
 
-    # --8<-- [start:samples-figure]
-    rows = {"VAE": vae_samples, "GAN": gan_samples, "DDPM": samples}
-    rows["flow matching"] = flow_samples
-    fig, axes = plt.subplots(4, 1, figsize=(6, 3.2))
-    for ax, (name, images) in zip(axes, rows.items()):
-        strip = images[:10].view(10, 8, 8).permute(1, 0, 2).reshape(8, 80)
-        ax.imshow(
-            strip.numpy(), cmap="gray_r", vmin=0, vmax=1, interpolation="none"
-        )
-        ax.set(xticks=[], yticks=[])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center")
-    fig.suptitle("The first ten samples of each model")
-    fig.subplots_adjust(left=0.2)  # room for the row names
-    # --8<-- [end:samples-figure]
-
     # --8<-- [start:errors]
     import textwrap
 

@@ -164,15 +164,13 @@ if __name__ == "__main__":
                 f"{name:24}{spread([r['validation']['frechet'] for r in runs], '{:.1f}'):>22}"
                 f"{spread([r['validation']['commonest'] for r in runs], '{:.1%}'):>24}"
             )
+        out("mean losses per epoch, seed 0 (discriminator / generator):")
+        for name, runs in gan.items():
+            out(f"  {name}")
+            for which, label in ((0, "D"), (1, "G")):
+                out(f"    {label}  " + " ".join(f"{epoch[which]:5.2f}" for epoch in runs[0]["losses"]))
         print(out)
         show_grids({f"{name} (seed 0)": decoded(runs[0]["grid"])[:16] for name, runs in gan.items()}, height=1.6)
-        fig, ax = plt.subplots(figsize=(6, 2.6))
-        for name, runs in gan.items():
-            losses = np.array(runs[0]["losses"])
-            line = ax.plot(range(1, len(losses) + 1), losses[:, 0], label=f"{name}: discriminator")[0]
-            ax.plot(range(1, len(losses) + 1), losses[:, 1], "--", color=line.get_color(), label=f"{name}: generator")
-        ax.set(title="Mean losses per epoch (seed 0)", xlabel="epoch", ylabel="loss")
-        ax.legend(fontsize=7)
         print(open_figures_as_svg())
     # --8<-- [end:gan]
 

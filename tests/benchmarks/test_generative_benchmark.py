@@ -177,7 +177,7 @@ def test_the_report_renders_from_the_record(tiny_run, monkeypatch):
     text = "\n".join(html.unescape(re.sub(r"<[^>]+>", "", out)) for out in outputs)
     assert "Not recorded yet" not in text
     assert "bottleneck 16" in text and "non-saturating loss" in text and "flow matching" in text
-    assert text.count("<svg") == 0 and sum(out.count("<svg") for out in outputs) >= 6
+    assert text.count("<svg") == 0 and sum(out.count("<svg") for out in outputs) >= 5
     for out in outputs:  # the printed lines fit the page's column
         for code in re.findall(r"<code>(.*?)</code>", out, flags=re.S):
             for line in html.unescape(code).splitlines():
