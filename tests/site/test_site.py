@@ -16,6 +16,15 @@ def test_site_builds_strictly(built_site):
         assert "Traceback (most recent call last)" not in page_html(built_site, page), page
 
 
+def test_the_search_index_holds_the_prose_and_not_the_code(built_site):
+    """site_tools/search_exclude.py: code and outputs stay out of the index every page view downloads."""
+    index = next(p for p in (built_site / "search.json", built_site / "search" / "search_index.json") if p.exists())
+    text = index.read_text(encoding="utf-8")
+    assert "a GPU" in text  # prose
+    assert "<pre" not in text  # code blocks and printed outputs: the index holds them as <pre> elements
+    assert len(text.encode()) < 700_000  # bytes: it was 1.1 MB with the code in it
+
+
 def test_no_third_party_requests_in_built_pages(built_site):
     offenders = []
     for html in built_site.rglob("*.html"):
