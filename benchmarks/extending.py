@@ -82,8 +82,11 @@ def in_a_fresh_process(timed):
             [sys.executable, "-c", code],
             capture_output=True,
             text=True,
-            check=True,
             env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache},
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"timing {timed!r} in a fresh process failed:\n{done.stderr}"
         )
     return float(done.stdout.split()[-1])
 

@@ -214,11 +214,12 @@ def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     """NumPy's np.interp as a PyTorch operator: the piecewise linear function
     through the points (xp, fp), xp increasing, at x."""
     check_interp_inputs(x, xp, fp)
-    if not (
-        xp[1:] > xp[:-1]
-    ).all():  # data: the real kernel checks it, not the fake
+    increasing = (xp[1:] > xp[:-1]).all()  # needs the values: real kernel only
+    if not increasing:
         raise ValueError("xp: the knots must increase strictly")
-    out = np.interp(x.cpu().numpy(), xp.cpu().numpy(), fp.cpu().numpy())
+    out = np.asarray(  # np.interp gives a NumPy scalar for a 0-d x
+        np.interp(x.cpu().numpy(), xp.cpu().numpy(), fp.cpu().numpy())
+    )
     return torch.from_numpy(out).to(dtype=x.dtype, device=x.device)
 
 
@@ -242,7 +243,7 @@ def interp_backward(ctx, grad_output):
     the slope of the segment to its left; 0 at the end knots and outside."""
     x, xp, fp = ctx.saved_tensors
     slopes = torch.diff(fp) / torch.diff(xp)
-    segment = (torch.searchsorted(xp, x) - 1).clamp(0, len(slopes) - 1)
+    segment = (torch.searchsorted(xp, x.contiguous()) - 1).clamp(0, len(slopes) - 1)
     inside = (x > xp[0]) & (x < xp[-1])
     return grad_output * slopes[segment] * inside, None, None
 

@@ -44,7 +44,8 @@ if __name__ == "__main__":
         print(not_recorded("The cost of torch.compile and torch.export"))
     else:
         out = RecordedText(record)
-        out("the Calibrated model above; the first two in a fresh process each, one measurement:")
+        out("the Calibrated model above; the first two in a fresh process each, with an empty")
+        out("compiler cache (a later session reuses Inductor's on-disk cache), one measurement:")
         out(f"torch.compile(fullgraph=True) and the first call  {metrics['compile_first_call']:6.2f} s")
         out(f"torch.export.export                              {metrics['export']:6.2f} s")
         out(f"a compiled call, once warm (fastest of 20)       {metrics['compiled_call'] * 1000:6.2f} ms")
