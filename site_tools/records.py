@@ -386,3 +386,27 @@ def describe_cpu_run(record):
     load = metrics["load_average"]
     threads = f"{_threads(metrics['threads'])}; load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
     return f"{describe(record)}\n{threads}"
+
+
+def record_or_none(name):
+    """The record ``name``, or None while it has not been made: a report block then shows ``not_recorded_note``."""
+    try:
+        return read_record(name)
+    except FileNotFoundError:
+        return None
+
+
+def not_recorded_note(what, command, takes):
+    """The note a report block shows until its record exists (HTML): what is missing and the command that makes it,
+    with how long that ``takes``."""
+    return (
+        '<div class="admonition note"><p class="admonition-title">Not recorded yet</p>'
+        f"<p>{html.escape(what)}: this run has not been recorded yet. "
+        f"<code>{html.escape(command)}</code> makes it ({takes}).</p></div>"
+    )
+
+
+def mean_and_range(values, form):
+    """Mean (lowest to highest) of the seeds' ``values``, each formatted with ``form``, e.g. "{:.3f}"."""
+    mean = sum(values) / len(values)
+    return f"{form.format(mean)} ({form.format(min(values))} to {form.format(max(values))})"

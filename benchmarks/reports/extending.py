@@ -5,23 +5,13 @@ Until the record is made, each block shows one note saying so, with the command 
 # The hidden blocks of the page, in page order (the page's run executes them as blocks).
 if __name__ == "__main__":
     # --8<-- [start:per-sample]
-    import html
+    from functools import partial
 
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, not_recorded_note, record_or_none
 
     COMMAND = "python -m benchmarks.extending --record"
-    try:
-        record = read_record("extending")  # made by the command above
-    except FileNotFoundError:
-        record = None
-
-    def not_recorded(what):
-        """The note a block shows until the record exists."""
-        return (
-            '<div class="admonition note"><p class="admonition-title">Not recorded yet</p>'
-            f"<p>{html.escape(what)}: these timings have not been recorded yet. "
-            f"<code>{COMMAND}</code> makes them (under a minute on one CPU thread).</p></div>"
-        )
+    record = record_or_none("extending")  # made by the command above
+    not_recorded = partial(not_recorded_note, command=COMMAND, takes="under a minute on one CPU thread")
 
     if record is None:
         print(not_recorded("Per-sample gradients, vmap against a loop"))

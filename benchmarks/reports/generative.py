@@ -6,26 +6,22 @@ Until the record is made, each block shows one note saying so, with the command 
 if __name__ == "__main__":
     # --8<-- [start:record]
     import base64
-    import html
+    from functools import partial
 
     import matplotlib.pyplot as plt
     import numpy as np
     from site_tools.figures import open_figures_as_svg
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import (
+        RecordedText,
+        describe_cpu_run,
+        mean_and_range,
+        not_recorded_note,
+        record_or_none,
+    )
 
     COMMAND = "python -m benchmarks.generative --data-root data --record"
-    try:
-        record = read_record("generative")  # made by the command above
-    except FileNotFoundError:
-        record = None
-
-    def not_recorded(what):
-        """The note a block shows until the record exists."""
-        return (
-            '<div class="admonition note"><p class="admonition-title">Not recorded yet</p>'
-            f"<p>{html.escape(what)}: this run has not been recorded yet. "
-            f"<code>{COMMAND}</code> makes it (about 40 minutes on 2 CPU threads).</p></div>"
-        )
+    record = record_or_none("generative")  # made by the command above
+    not_recorded = partial(not_recorded_note, command=COMMAND, takes="about 40 minutes on 2 CPU threads")
 
     def decoded(text):
         """Images stored as base64 of one byte per pixel, as an N x 28 x 28 array in [0, 1]."""
@@ -54,11 +50,6 @@ if __name__ == "__main__":
         low, high = round(100 * min(values)), round(100 * max(values))
         return f"{100 * sum(values) / len(values):.0f}% ({low}-{high})"
 
-    def spread(values, form="{:.3f}"):
-        """Mean (lowest to highest) of the seeds' values."""
-        mean = sum(values) / len(values)
-        return f"{form.format(mean)} ({form.format(min(values))} to {form.format(max(values))})"
-
     if record is None:
         print(not_recorded("The provenance of the recorded run"))
     else:
@@ -86,15 +77,15 @@ if __name__ == "__main__":
         out(f"{'mean image':16}{result['mean_image_error']:.4f}")
         for bottleneck in (2, 16):
             runs = result[f"bottleneck {bottleneck}"]
-            out(f"{'bottleneck ' + str(bottleneck):15}{spread([r['error'] for r in runs], '{:.4f}'):>26}")
+            out(f"{'bottleneck ' + str(bottleneck):15}{mean_and_range([r['error'] for r in runs], '{:.4f}'):>26}")
         out()
         out(f"{'ROC AUC':15}{'flipped digits':>26}{'shifted digits':>26}")
         for bottleneck in (2, 16):
             runs = result[f"bottleneck {bottleneck}"]
             out(
                 f"{'bottleneck ' + str(bottleneck):15}"
-                f"{spread([r['auc']['flipped'] for r in runs]):>26}"
-                f"{spread([r['auc']['shifted'] for r in runs]):>26}"
+                f"{mean_and_range([r['auc']['flipped'] for r in runs], '{:.3f}'):>26}"
+                f"{mean_and_range([r['auc']['shifted'] for r in runs], '{:.3f}'):>26}"
             )
         print(out)
         shown = {b: decoded(result[f"bottleneck {b}"][0]["reconstructions"]) for b in (2, 16)}
@@ -117,9 +108,9 @@ if __name__ == "__main__":
         runs = metrics["vae"]
         out = RecordedText(record)
         out(f"validation, nats per image, {len(runs)} seeds: mean (lowest to highest)")
-        out(f"  loss            {spread([r['reconstruction'] + r['kl'] for r in runs], '{:.1f}')}")
-        out(f"  reconstruction  {spread([r['reconstruction'] for r in runs], '{:.1f}')}")
-        out(f"  KL              {spread([r['kl'] for r in runs], '{:.1f}')}")
+        out(f"  loss            {mean_and_range([r['reconstruction'] + r['kl'] for r in runs], '{:.1f}')}")
+        out(f"  reconstruction  {mean_and_range([r['reconstruction'] for r in runs], '{:.1f}')}")
+        out(f"  KL              {mean_and_range([r['kl'] for r in runs], '{:.1f}')}")
         out(f"the reconstruction's floor, the grey pixels' own entropy: {runs[0]['floor']:.1f}")
         print(out)
         show_grids(
@@ -142,7 +133,7 @@ if __name__ == "__main__":
         for labels in ("10", "100", "all"):
             probe = [r["labels"][labels]["probe_test"] for r in runs]
             supervised = [r["labels"][labels]["supervised_test"] for r in runs]
-            out(f"{labels:18}{spread(probe, '{:.2%}'):>26}{spread(supervised, '{:.2%}'):>28}")
+            out(f"{labels:18}{mean_and_range(probe, '{:.2%}'):>26}{mean_and_range(supervised, '{:.2%}'):>28}")
         decays = [r["labels"][labels]["probe_weight_decay"] for r in runs for labels in r["labels"]]
         counts = ", ".join(f"{decay:.0e} {decays.count(decay)}x" for decay in sorted(set(decays)))
         out(f"probe weight decay chosen on validation: {counts}")
@@ -161,8 +152,8 @@ if __name__ == "__main__":
         out(f"{'recipe':24}{'Fréchet distance':>22}{'commonest class':>24}")
         for name, runs in gan.items():
             out(
-                f"{name:24}{spread([r['validation']['frechet'] for r in runs], '{:.1f}'):>22}"
-                f"{spread([r['validation']['commonest'] for r in runs], '{:.1%}'):>24}"
+                f"{name:24}{mean_and_range([r['validation']['frechet'] for r in runs], '{:.1f}'):>22}"
+                f"{mean_and_range([r['validation']['commonest'] for r in runs], '{:.1%}'):>24}"
             )
         out("mean losses per epoch, seed 0 (discriminator / generator):")
         for name, runs in gan.items():
@@ -203,7 +194,7 @@ if __name__ == "__main__":
         for name, runs in rows.items():
             measured = [r["samples"] for r in runs]
             out(
-                f"{name:25}{spread([s['frechet'] for s in measured], '{:.1f}'):>23}"
+                f"{name:25}{mean_and_range([s['frechet'] for s in measured], '{:.1f}'):>23}"
                 f"{percents([s['commonest'] for s in measured]):>17}"
                 f"{percents([s['confidence'] for s in measured]):>14}"
             )

@@ -5,27 +5,17 @@ Until the record is made, each block shows one note saying so, with the command 
 # The hidden blocks of the page, in page order (the page's run executes them as blocks).
 if __name__ == "__main__":
     # --8<-- [start:record]
-    import html
     import math
     import textwrap
+    from functools import partial
 
     import matplotlib.pyplot as plt
     from site_tools.figures import open_figures_as_svg
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, not_recorded_note, record_or_none
 
     COMMAND = "python -m benchmarks.llm --record"
-    try:
-        record = read_record("llm")  # made by: python -m benchmarks.llm --record
-    except FileNotFoundError:
-        record = None
-
-    def not_recorded(what):
-        """The note a block shows until the record exists."""
-        return (
-            '<div class="admonition note"><p class="admonition-title">Not recorded yet</p>'
-            f"<p>{html.escape(what)}: this run has not been recorded yet. "
-            f"<code>{COMMAND}</code> makes it (about 15 minutes on 2 CPU threads).</p></div>"
-        )
+    record = record_or_none("llm")  # made by the command above
+    not_recorded = partial(not_recorded_note, command=COMMAND, takes="about 15 minutes on 2 CPU threads")
 
     def printable(text):
         """Sampled text as a page can show it: control characters as U+FFFD."""

@@ -5,26 +5,16 @@ Until the record is made, each block shows one note saying so, with the command 
 # The hidden blocks of the page, in page order (the page's run executes them as blocks).
 if __name__ == "__main__":
     # --8<-- [start:record]
-    import html
     import textwrap
+    from functools import partial
 
     import matplotlib.pyplot as plt
     from site_tools.figures import open_figures_as_svg
-    from site_tools.records import RecordedText, describe_cpu_run, read_record
+    from site_tools.records import RecordedText, describe_cpu_run, mean_and_range, not_recorded_note, record_or_none
 
     COMMAND = "python -m benchmarks.rl --record"
-    try:
-        record = read_record("rl")  # made by the command above
-    except FileNotFoundError:
-        record = None
-
-    def not_recorded(what):
-        """The note a block shows until the record exists."""
-        return (
-            '<div class="admonition note"><p class="admonition-title">Not recorded yet</p>'
-            f"<p>{html.escape(what)}: this run has not been recorded yet. "
-            f"<code>{COMMAND}</code> makes it (about 10 minutes on 2 CPU threads).</p></div>"
-        )
+    record = record_or_none("rl")  # made by the command above
+    not_recorded = partial(not_recorded_note, command=COMMAND, takes="about 10 minutes on 2 CPU threads")
 
     def by_recipe(runs):
         """The runs grouped by recipe, in the record's order: name -> runs, one per seed."""
@@ -32,11 +22,6 @@ if __name__ == "__main__":
         for run in runs:
             grouped.setdefault(run["name"], []).append(run)
         return grouped
-
-    def spread(values, form="{:.0f}"):
-        """Mean (lowest to highest) of the seeds' values."""
-        mean = sum(values) / len(values)
-        return f"{form.format(mean)} ({form.format(min(values))} to {form.format(max(values))})"
 
     if record is None:
         print(not_recorded("The provenance of the recorded run"))
@@ -112,7 +97,7 @@ if __name__ == "__main__":
         for name, runs in recipes.items():
             end = [run["curve"][-1][1] for run in runs]
             kept = sum(value >= runs[0]["threshold"] for value in end)
-            at_end = f"{kept} of {len(runs)}, {spread(end)}"
+            at_end = f"{kept} of {len(runs)}, {mean_and_range(end, '{:.0f}')}"
             speed = [run["steps_per_second"] for run in runs]
             out(f"{name:16}{at_end:>40}{sum(speed) / len(speed):>22,.0f}")
         print(out)
