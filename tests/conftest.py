@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from site_tools import execution
+from site_tools import execution, records
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -514,6 +514,35 @@ def run_section(module, name, after=()):
     with contextlib.redirect_stdout(out):
         exec(compile(sections[name], f"snippets/{module}.py:{name}", "exec"), namespace)
     return namespace, out.getvalue()
+
+
+def read_record_or_skip(name):
+    """docs/records/<name>.json, for the tests that check a page's claims against it; a skip that says how to make it
+    while it is not recorded yet."""
+    try:
+        return records.read_record(name)
+    except FileNotFoundError:
+        pytest.skip(f"docs/records/{name}.json is not recorded yet: python -m benchmarks.{name} --record")
+
+
+def report_without_record(monkeypatch, report):
+    """[what each block of ``report`` (benchmarks/reports/<name>.py) prints] while no record can be read."""
+
+    def missing(name, records_dir=None):
+        raise FileNotFoundError(name)
+
+    monkeypatch.setattr(records, "read_record", missing)
+    return run_sections(report, list(snippet_sections(report)))[1]
+
+
+@pytest.fixture
+def keep_threads():
+    """Restores torch's thread count after a test that changes it (a benchmark's main() sets it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def run_sections(module, names):

@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
-    run_sections,
-    snippet_sections,
+    read_record_or_skip,
+    report_without_record,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
 )
 from torch import nn
@@ -341,10 +341,7 @@ def test_the_activation_hooks_record_every_layer_and_are_removed(page):
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return records.read_record("extending")
-    except FileNotFoundError:
-        pytest.skip("docs/records/extending.json is not recorded yet: python -m benchmarks.extending --record")
+    return read_record_or_skip("extending")
 
 
 def test_the_record_is_current(record):
@@ -355,11 +352,7 @@ REPORT = "benchmarks/reports/extending.py"
 
 
 def test_the_page_says_not_recorded_yet_while_the_record_is_missing(monkeypatch):
-    def missing(name, records_dir=None):
-        raise FileNotFoundError(name)
-
-    monkeypatch.setattr(records, "read_record", missing)
-    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))
+    outputs = report_without_record(monkeypatch, REPORT)
     assert len(outputs) == 2 and all("Not recorded yet" in out and "benchmarks.extending" in out for out in outputs)
 
 

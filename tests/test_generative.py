@@ -13,8 +13,8 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 from conftest import (
-    run_sections,
-    snippet_sections,
+    read_record_or_skip,
+    report_without_record,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
 )
 from sklearn.metrics import roc_auc_score
@@ -686,10 +686,7 @@ def test_the_linear_probe_separates_separable_features():
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return records.read_record("generative")
-    except FileNotFoundError:
-        pytest.skip("docs/records/generative.json is not recorded yet: python -m benchmarks.generative --record")
+    return read_record_or_skip("generative")
 
 
 def test_the_record_is_current(record):
@@ -700,11 +697,7 @@ REPORT = "benchmarks/reports/generative.py"
 
 
 def test_the_page_says_not_recorded_yet_while_the_record_is_missing(monkeypatch):
-    def missing(name, records_dir=None):
-        raise FileNotFoundError(name)
-
-    monkeypatch.setattr(records, "read_record", missing)
-    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))
+    outputs = report_without_record(monkeypatch, REPORT)
     assert len(outputs) == 7 and all(
         "Not recorded yet" in out and "python -m benchmarks.generative" in out for out in outputs
     )

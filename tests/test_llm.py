@@ -16,6 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (  # noqa: F401 (test_the_page_prints_what_its_build_shows: a test)
+    read_record_or_skip,
+    report_without_record,
     run_sections,
     snippet_sections,
     test_the_page_prints_what_its_build_shows,
@@ -531,10 +533,7 @@ def test_the_exercises(printed):
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return records.read_record("llm")
-    except FileNotFoundError:
-        pytest.skip("docs/records/llm.json is not recorded yet: python -m benchmarks.llm --record")
+    return read_record_or_skip("llm")
 
 
 def test_the_record_is_current(record):
@@ -582,11 +581,7 @@ REPORT = "benchmarks/reports/llm.py"
 
 
 def test_the_page_says_not_recorded_yet_while_the_record_is_missing(monkeypatch):
-    def missing(name, records_dir=None):
-        raise FileNotFoundError(name)
-
-    monkeypatch.setattr(records, "read_record", missing)
-    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))
+    outputs = report_without_record(monkeypatch, REPORT)
     assert len(outputs) == 5 and all(
         "Not recorded yet" in out and "python -m benchmarks.llm --record" in out for out in outputs
     )

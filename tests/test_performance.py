@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch._dynamo
 from conftest import (
-    run_sections,
+    read_record_or_skip,
+    report_without_record,
     snippet_sections,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
 )
@@ -281,10 +282,7 @@ def test_the_activations_exercise_counts_every_byte(page):
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return records.read_record("performance")
-    except FileNotFoundError:
-        pytest.skip("docs/records/performance.json is not recorded yet: python -m benchmarks.performance --record")
+    return read_record_or_skip("performance")
 
 
 def test_the_record_is_current(record):
@@ -295,11 +293,7 @@ REPORT = "benchmarks/reports/performance.py"
 
 
 def test_the_page_says_not_recorded_yet_while_the_record_is_missing(monkeypatch):
-    def missing(name, records_dir=None):
-        raise FileNotFoundError(name)
-
-    monkeypatch.setattr(records, "read_record", missing)
-    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))
+    outputs = report_without_record(monkeypatch, REPORT)
     assert len(outputs) == 6 and all("Not recorded yet" in out and "benchmarks.performance" in out for out in outputs)
 
 

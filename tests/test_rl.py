@@ -9,8 +9,8 @@ import gymnasium as gym
 import pytest
 import torch
 from conftest import (
-    run_sections,
-    snippet_sections,
+    read_record_or_skip,
+    report_without_record,
     test_the_page_prints_what_its_build_shows,  # noqa: F401 (a test)
 )
 
@@ -539,10 +539,7 @@ def test_greedy_takes_a_batch_too():
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return records.read_record("rl")
-    except FileNotFoundError:
-        pytest.skip("docs/records/rl.json is not recorded yet: python -m benchmarks.rl --record")
+    return read_record_or_skip("rl")
 
 
 def test_the_record_is_current(record):
@@ -553,11 +550,7 @@ REPORT = "benchmarks/reports/rl.py"
 
 
 def test_the_page_says_not_recorded_yet_while_the_record_is_missing(monkeypatch):
-    def missing(name, records_dir=None):
-        raise FileNotFoundError(name)
-
-    monkeypatch.setattr(records, "read_record", missing)
-    _, outputs = run_sections(REPORT, list(snippet_sections(REPORT)))
+    outputs = report_without_record(monkeypatch, REPORT)
     assert len(outputs) == 3 and all("Not recorded yet" in out and "python -m benchmarks.rl" in out for out in outputs)
 
 

@@ -29,11 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
+from conftest import ROOT, read_record_or_skip, test_the_page_prints_what_its_build_shows  # noqa: F401 (a test)
 from PIL import Image
 
 import snippets.serving as s
-from site_tools.records import check_fresh, read_record
+from site_tools.records import check_fresh
 
 REQUEST_TIMEOUT = 1.0  # the deadline of the server process the tests start (the program's default: 10 s)
 PNG = {"Content-Type": "image/png"}
@@ -739,10 +739,7 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(server, p
 
 @pytest.fixture(scope="module")
 def record():
-    try:
-        return read_record("serving")
-    except FileNotFoundError:
-        pytest.skip("docs/records/serving.json is not recorded yet: python -m benchmarks.serving --record")
+    return read_record_or_skip("serving")
 
 
 def test_the_record_is_current(record):

@@ -29,11 +29,7 @@ def data(mnist_root):
     return train_set, test_set, m.preload(train_set, True), m.preload(test_set, False)
 
 
-@pytest.fixture(autouse=True)
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # tests/conftest.py
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
-import torch
 from conftest import DOCS, ROOT, run_sections, snippet_sections
 
 import benchmarks.cnn
@@ -16,12 +15,7 @@ import benchmarks.llm as bench
 import site_tools.records as records
 import snippets.llm as s
 
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # tests/conftest.py
 
 
 def test_the_record_is_produced_by_the_benchmark_and_the_chapter_module():

@@ -17,12 +17,7 @@ import benchmarks.performance as bench
 import site_tools.records as records
 import snippets.mnist as m
 
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -9,18 +9,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
-import torch
 from conftest import ROOT, run_sections, snippet_sections
 
 import benchmarks.rl as bench
 import site_tools.records as records
 
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # tests/conftest.py
 
 
 def test_the_record_is_produced_by_the_benchmark_and_the_chapter_module():

@@ -19,12 +19,7 @@ import snippets.cnn
 import snippets.mnist as m
 import snippets.sequences as s
 
-
-@pytest.fixture(autouse=True)
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("keep_threads")  # tests/conftest.py
 
 
 def test_the_record_is_produced_by_the_benchmark_and_the_modules_it_imports():
